@@ -1,0 +1,1 @@
+"""Scientific papers in, training examples out: readers, preprocessing steps and example formats."""

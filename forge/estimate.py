@@ -1,0 +1,109 @@
+"""A rough GPU-memory estimate for a recipe, made without torch and without the network.
+
+The model's shape comes from a local config.json, the tiny-model settings, or a table of well-known
+architectures; anything else is reported as unknown rather than guessed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forge.recipe.schema import Recipe
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+
+
+# Shapes of common base models, so a plan for a hub id can be estimated offline.
+KNOWN_SHAPES = {
+    "meta-llama/Llama-2-7b-hf": Shape(4096, 32, 32, 32, 11008, 32000),
+    "meta-llama/Llama-2-13b-hf": Shape(5120, 40, 40, 40, 13824, 32000),
+    "meta-llama/Llama-2-70b-hf": Shape(8192, 80, 64, 8, 28672, 32000),
+    "meta-llama/Meta-Llama-3-8B": Shape(4096, 32, 32, 8, 14336, 128256),
+    "meta-llama/Llama-3.1-8B": Shape(4096, 32, 32, 8, 14336, 128256),
+    "mistralai/Mistral-7B-v0.1": Shape(4096, 32, 32, 8, 14336, 32000),
+}
+for _name in list(KNOWN_SHAPES):
+    KNOWN_SHAPES[_name.replace("-hf", "-chat-hf")] = KNOWN_SHAPES[_name]
+
+
+def model_shape(recipe: Recipe) -> Shape | None:
+    m = recipe.model
+    if m.name_or_path.startswith("forge:"):
+        t = m.tiny
+        return Shape(t.hidden_size, t.num_layers, t.num_heads, t.num_heads, t.intermediate_size, t.vocab_size)
+    config = Path(m.name_or_path) / "config.json"
+    if config.is_file():
+        try:
+            c = json.loads(config.read_text(encoding="utf-8"))
+            return Shape(c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"],
+                         c.get("num_key_value_heads", c["num_attention_heads"]),
+                         c.get("intermediate_size", 4 * c["hidden_size"]), c["vocab_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return KNOWN_SHAPES.get(m.name_or_path)
+
+
+def _linear_shapes(s: Shape) -> dict[str, tuple[int, int]]:
+    head_dim = s.hidden // s.heads
+    kv = s.kv_heads * head_dim
+    return {"q_proj": (s.hidden, s.hidden), "k_proj": (s.hidden, kv), "v_proj": (s.hidden, kv),
+            "o_proj": (s.hidden, s.hidden), "gate_proj": (s.hidden, s.intermediate),
+            "up_proj": (s.hidden, s.intermediate), "down_proj": (s.intermediate, s.hidden)}
+
+
+def estimate_memory(recipe: Recipe) -> dict[str, Any]:
+    """Bytes of weights, adapter training state and activations for one device at the planned batch."""
+    s = model_shape(recipe)
+    if s is None:
+        return {"known": False, "reason": f"shape of {recipe.model.name_or_path!r} unknown offline"}
+    linears = _linear_shapes(s)
+    linear_params = s.layers * sum(i * o for i, o in linears.values())
+    embed_params = 2 * s.vocab * s.hidden  # input embeddings and lm_head, never quantized
+    total = linear_params + embed_params + s.layers * 2 * s.hidden
+    q = recipe.quantization.mode
+    bytes_per_linear = {"4bit": 0.5 + 0.127 / 8 * (1 if recipe.quantization.double_quant else 4), "8bit": 1.0,
+                        "none": 2.0}[q]
+    half = 4 if recipe.model.dtype == "float32" else 2
+    weights = linear_params * bytes_per_linear + (total - linear_params) * half
+
+    lora = recipe.lora
+    if lora.enabled:
+        targets = linears if lora.target_modules == "all-linear" else {
+            k: v for k, v in linears.items() if k in lora.target_modules}
+        trainable = s.layers * sum(lora.r * (i + o) for i, o in targets.values())
+    else:
+        trainable = total
+    state = trainable * (4 + 4 + 8)  # fp32 weights, grads, Adam moments
+
+    t = recipe.training
+    batch = 1 if t.micro_batch_size == "auto" else t.micro_batch_size
+    tokens = batch * t.max_seq_length
+    if t.gradient_checkpointing:  # saved layer inputs + one layer recomputed at a time
+        activations = tokens * s.hidden * half * s.layers + tokens * (10 * s.hidden + 3 * s.intermediate) * half
+    else:
+        activations = tokens * (12 * s.hidden + 3 * s.intermediate) * half * s.layers
+    logits = tokens * s.vocab * 4 * 2  # fp32 logits and their gradient
+    peak = weights + state + activations + logits
+    return {
+        "known": True,
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "weights_gib": round(weights / GIB, 2),
+        "optimizer_and_grads_gib": round(state / GIB, 2),
+        "activations_gib": round((activations + logits) / GIB, 2),
+        "peak_gib": round(peak / GIB, 2),
+        "tokens_per_micro_batch": tokens,
+        "note": "rough estimate, one device; fused losses and packing lower the activation term",
+    }

@@ -1,0 +1,52 @@
+"""Errors are values with a place: file, line, column, dotted path, message and hint.
+
+Every stage before execute reports bad input as RecipeIssue values collected into one RecipeError; the
+CLI alone turns them into text (`FILE:LINE:COL: path: message`) and exit code 2.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True)
+class Position:
+    file: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class RecipeIssue:
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    hint: str = ""
+
+    def format(self) -> str:
+        text = f"{self.file}:{self.line}:{self.column}: {self.path or '<recipe>'}: {self.message}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RecipeError(Exception):
+    """One or more problems with a recipe, each with its place."""
+
+    def __init__(self, issues: Iterable[RecipeIssue]) -> None:
+        self.issues = sorted(set(issues), key=lambda i: (i.file, i.line, i.column, i.path, i.message))
+        super().__init__("\n".join(i.format() for i in self.issues))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A hint naming the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def dotted(path: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in path)

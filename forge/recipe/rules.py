@@ -1,0 +1,163 @@
+"""Rules across fields that a schema cannot express. Each rule reads a typed Recipe and returns
+(path, message, hint) triples; the validator places them in the file that set the key.
+
+`runtime_issues` holds the rules that depend on the machine (CUDA present or not), checked by
+`forge run` and `forge serve` before anything heavy is loaded.
+"""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any, Callable, Iterator
+
+from pydantic import ValidationError
+
+from forge.recipe.errors import did_you_mean
+from forge.recipe.schema import Recipe
+
+Issue = tuple[tuple[Any, ...], str, str]
+Rule = Callable[[Recipe], Iterator[Issue]]
+
+BUILTIN_LOSSES = ("causal_lm", "completion_only")
+RULES: list[Rule] = []
+
+
+def rule(function: Rule) -> Rule:
+    RULES.append(function)
+    return function
+
+
+def check_rules(recipe: Recipe) -> list[Issue]:
+    return [issue for r in RULES for issue in r(recipe)]
+
+
+@rule
+def quantization_needs_lora(recipe: Recipe) -> Iterator[Issue]:
+    if recipe.quantization.mode != "none" and not recipe.lora.enabled:
+        yield (("quantization", "mode"), f"{recipe.quantization.mode} weights cannot be trained directly",
+               "enable lora (QLoRA trains adapters on a frozen quantized model)")
+
+
+def sharded_engine(recipe: Recipe) -> bool:
+    """Whether parameters are sharded across processes (ZeRO-3 or FSDP), which constrains 4-bit storage."""
+    d = recipe.distribution
+    return d.strategy == "fsdp" or (d.strategy == "deepspeed" and d.zero_stage == 3)
+
+
+@rule
+def sharded_4bit_storage(recipe: Recipe) -> Iterator[Issue]:
+    q = recipe.quantization
+    if q.mode == "4bit" and sharded_engine(recipe) and q.storage_dtype not in ("auto", q.compute_dtype):
+        yield (("quantization", "storage_dtype"),
+               f"ZeRO-3/FSDP shard 4-bit weights only when they are stored as the compute dtype "
+               f"({q.compute_dtype}), got {q.storage_dtype}", f"set storage_dtype: {q.compute_dtype} (or auto)")
+
+
+@rule
+def encoders_train_on_text(recipe: Recipe) -> Iterator[Issue]:
+    if recipe.model.task != "causal_lm":
+        if recipe.data.format != "causal_lm":
+            yield (("data", "format"), f"{recipe.model.task} models train on plain text, got {recipe.data.format}",
+                   "set data.format: causal_lm")
+        if recipe.quantization.mode == "4bit":
+            yield (("quantization", "mode"), "4-bit training is for causal LMs", "use mode: none for encoders")
+
+
+@rule
+def early_stopping_needs_validation(recipe: Recipe) -> Iterator[Issue]:
+    if recipe.training.early_stopping.enabled and recipe.data.split.validation <= 0:
+        yield (("training", "early_stopping", "enabled"), "early stopping needs a validation split",
+               "set data.split.validation above 0")
+
+
+@rule
+def splits_leave_training_data(recipe: Recipe) -> Iterator[Issue]:
+    s = recipe.data.split
+    if s.validation + s.test >= 0.9:
+        yield (("data", "split"), f"validation + test = {s.validation + s.test:g} leaves too little to train on",
+               "keep validation + test below 0.9")
+
+
+@rule
+def batch_sizes_agree(recipe: Recipe) -> Iterator[Issue]:
+    t = recipe.training
+    if t.micro_batch_size == "auto" and t.effective_batch_size is None:
+        yield (("training", "micro_batch_size"), "auto needs training.effective_batch_size to split",
+               "set training.effective_batch_size, e.g. 16")
+    if isinstance(t.micro_batch_size, int):
+        if t.micro_batch_size < 1:
+            yield (("training", "micro_batch_size"), f"must be at least 1 (got {t.micro_batch_size})", "")
+        elif t.effective_batch_size is not None and t.effective_batch_size != t.micro_batch_size * t.gradient_accumulation_steps:
+            yield (("training", "effective_batch_size"),
+                   f"{t.effective_batch_size} != micro_batch_size x gradient_accumulation_steps "
+                   f"({t.micro_batch_size} x {t.gradient_accumulation_steps})", "remove one of them or make them agree")
+
+
+@rule
+def loss_is_known(recipe: Recipe) -> Iterator[Issue]:
+    t = recipe.training
+    if t.loss not in BUILTIN_LOSSES and t.loss_module is None:
+        yield (("training", "loss"), f"unknown loss {t.loss!r}",
+               did_you_mean(t.loss, BUILTIN_LOSSES) or "name a module that registers it in training.loss_module")
+    if t.loss == "completion_only" and recipe.data.format == "causal_lm":
+        yield (("training", "loss"), "completion_only needs prompt/completion examples",
+               "set data.format: instruction (or chat)")
+
+
+@rule
+def distribution_is_consistent(recipe: Recipe) -> Iterator[Issue]:
+    d = recipe.distribution
+    if d.num_processes * d.num_machines > 1 and d.strategy == "none":
+        yield (("distribution", "strategy"), f"{d.num_processes * d.num_machines} processes need a strategy",
+               "use ddp, deepspeed or fsdp")
+    if d.machine_rank >= d.num_machines:
+        yield (("distribution", "machine_rank"), f"rank {d.machine_rank} with {d.num_machines} machine(s)",
+               "ranks count from 0")
+    if d.offload_params and not sharded_engine(recipe):
+        yield (("distribution", "offload_params"), "parameter offload needs ZeRO-3 or FSDP",
+               "set zero_stage: 3 or strategy: fsdp")
+    if d.offload_optimizer and d.strategy != "deepspeed":
+        yield (("distribution", "offload_optimizer"), "optimizer offload is a DeepSpeed feature",
+               "set strategy: deepspeed")
+
+
+@rule
+def tracking_uri_scheme(recipe: Recipe) -> Iterator[Issue]:
+    uri = recipe.tracking.uri
+    if uri and not uri.startswith(("sqlite:///", "file:", "http://", "https://", "databricks", "/")):
+        yield (("tracking", "uri"), f"unsupported tracking URI {uri!r}",
+               "use sqlite:///PATH, file:PATH or http(s)://HOST:PORT")
+
+
+@rule
+def preprocess_steps_exist(recipe: Recipe) -> Iterator[Issue]:
+    from forge.data.steps import STEPS
+
+    plugins = {ep.name for ep in entry_points(group="forge.steps")}
+    for i, spec in enumerate(recipe.preprocess):
+        args = dict(spec.model_extra or {})
+        if spec.step in STEPS and spec.module is None:
+            try:
+                STEPS.get(spec.step).params.model_validate(args)
+            except ValidationError as e:
+                for err in e.errors(include_url=False):
+                    loc = tuple(err["loc"][:1])
+                    message = f"unknown argument {loc[0]!r} of step {spec.step}" if err["type"] == "extra_forbidden" \
+                        else f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
+                    hint = did_you_mean(str(loc[0]), STEPS.get(spec.step).params.model_fields) \
+                        if err["type"] == "extra_forbidden" else ""
+                    yield (("preprocess", i) + loc, message, hint)
+        elif spec.module is None and spec.step not in plugins:
+            yield (("preprocess", i, "step"), f"unknown preprocessing step {spec.step!r}",
+                   did_you_mean(spec.step, [*STEPS.names(), *plugins]) or "see `forge steps`")
+
+
+def runtime_issues(recipe: Recipe, cuda_available: bool) -> list[Issue]:
+    """Problems that depend on this machine, checked before any model is loaded."""
+    issues: list[Issue] = []
+    if recipe.quantization.mode != "none" and not cuda_available:
+        issues.append((("quantization", "mode"), f"{recipe.quantization.mode} quantization needs a CUDA GPU and "
+                       "none is visible", "run on a GPU machine, or override quantization.mode=none"))
+    if recipe.distribution.strategy == "deepspeed" and not cuda_available:
+        issues.append((("distribution", "strategy"), "DeepSpeed needs CUDA GPUs",
+                       "use strategy: ddp for CPU processes"))
+    return issues

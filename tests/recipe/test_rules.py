@@ -1,0 +1,91 @@
+"""Semantic rules across fields, each placed at the key that breaks it."""
+from __future__ import annotations
+
+import pytest
+
+from forge.recipe import RecipeError, resolve
+from forge.recipe.rules import runtime_issues
+
+
+def issues(write, MINIMAL: str, extra: str) -> list[str]:
+    """Problems of a child recipe that extends a minimal valid one, as 'LINE:COL: path: message'."""
+    write("base.yaml", MINIMAL)
+    path = write("r.yaml", "extends: base.yaml\n" + extra)
+    try:
+        resolve(path)
+    except RecipeError as e:
+        return [i.format().split("r.yaml:", 1)[1] for i in e.issues]
+    return []
+
+
+CASES = {
+    "quantization without lora": (
+        "quantization: {mode: 4bit}\nlora: {enabled: false}\n",
+        "quantization.mode: 4bit weights cannot be trained directly; enable lora"),
+    "zero3 with uint8 storage": (
+        "quantization: {mode: 4bit, storage_dtype: uint8}\ndistribution: {strategy: deepspeed, zero_stage: 3, "
+        "num_processes: 2}\n",
+        "quantization.storage_dtype: ZeRO-3/FSDP shard 4-bit weights only when they are stored as the "
+        "compute dtype (bfloat16), got uint8; set storage_dtype: bfloat16 (or auto)"),
+    "early stopping without validation": (
+        "data: {sources: [{path: a.json}], split: {validation: 0.0}}\ntraining: {early_stopping: {enabled: true}}\n",
+        "training.early_stopping.enabled: early stopping needs a validation split"),
+    "splits too large": (
+        "data: {sources: [{path: a.json}], split: {validation: 0.5, test: 0.45}}\n",
+        "data.split: validation + test = 0.95 leaves too little"),
+    "auto batch without effective batch": (
+        "training: {micro_batch_size: auto}\n",
+        "training.micro_batch_size: auto needs training.effective_batch_size"),
+    "effective batch disagrees": (
+        "training: {micro_batch_size: 4, gradient_accumulation_steps: 2, effective_batch_size: 16}\n",
+        "training.effective_batch_size: 16 != micro_batch_size x gradient_accumulation_steps (4 x 2)"),
+    "unknown loss": (
+        "training: {loss: causal_llm}\n",
+        "training.loss: unknown loss 'causal_llm'; did you mean 'causal_lm'?"),
+    "completion loss on plain text": (
+        "training: {loss: completion_only}\n",
+        "training.loss: completion_only needs prompt/completion examples"),
+    "processes without strategy": (
+        "distribution: {num_processes: 2}\n",
+        "distribution.strategy: 2 processes need a strategy"),
+    "rank out of range": (
+        "distribution: {strategy: ddp, num_machines: 2, machine_rank: 2}\n",
+        "distribution.machine_rank: rank 2 with 2 machine(s)"),
+    "param offload without zero3": (
+        "distribution: {strategy: deepspeed, zero_stage: 2, offload_params: true}\n",
+        "distribution.offload_params: parameter offload needs ZeRO-3 or FSDP"),
+    "bad tracking uri": (
+        "tracking: {uri: 'ftp://host'}\n",
+        "tracking.uri: unsupported tracking URI 'ftp://host'"),
+    "encoder with chat data": (
+        "model: {name_or_path: bert, task: masked_lm}\ndata: {sources: [{path: a.json}], format: chat}\n",
+        "data.format: masked_lm models train on plain text, got chat"),
+    "unknown step": (
+        "preprocess:\n  - step: remove_citation\n",
+        "preprocess.0.step: unknown preprocessing step 'remove_citation'"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rule(write, MINIMAL: str, name: str) -> None:
+    extra, expected = CASES[name]
+    found = issues(write, MINIMAL, extra)
+    assert any(i.split(": ", 1)[1].startswith(expected) for i in found), found
+
+
+def test_missing_distribution_strategy_points_at_the_section(write, MINIMAL: str) -> None:
+    # strategy is unset (default), so the issue falls back to the nearest key the file set
+    found = issues(write, MINIMAL, "distribution:\n  num_processes: 2\n")
+    assert found == ["2:1: distribution.strategy: 2 processes need a strategy; use ddp, deepspeed or fsdp"]
+
+
+def test_valid_recipe_has_no_rule_issues(write, MINIMAL: str) -> None:
+    assert issues(write, MINIMAL, "quantization: {mode: 4bit}\ndistribution: {strategy: deepspeed, zero_stage: 3, "
+                                  "num_processes: 2}\n") == []
+
+
+def test_runtime_rules_need_cuda_for_4bit(write, MINIMAL: str) -> None:
+    recipe = resolve(write("r.yaml", MINIMAL + "quantization: {mode: 4bit}\n")).recipe
+    [(path, message, hint)] = runtime_issues(recipe, cuda_available=False)
+    assert path == ("quantization", "mode") and "needs a CUDA GPU" in message and "mode=none" in hint
+    assert runtime_issues(recipe, cuda_available=True) == []
