@@ -78,16 +78,17 @@ def validate(raw: RawRecipe) -> Resolved:
         recipe = Recipe.model_validate(raw.data)
     except ValidationError as e:
         raise RecipeError(_issues_from_pydantic(e, raw, top)) from None
-    issues = [_place(raw, top, path, message, hint) for path, message, hint in check_rules(recipe)]
+    issues = [place(raw.positions, top, path, message, hint) for path, message, hint in check_rules(recipe)]
     if issues:
         raise RecipeError(issues)
     return Resolved(recipe, raw.path, raw.chain, raw.overrides, raw.positions)
 
 
-def _place(raw: RawRecipe, top: str, path: tuple[Any, ...], message: str, hint: str = "") -> RecipeIssue:
+def place(positions: dict[tuple[Any, ...], Position], top: str, path: tuple[Any, ...], message: str,
+          hint: str = "") -> RecipeIssue:
     """An issue at the position of the key that set `path`, or of its nearest ancestor."""
     for i in range(len(path), 0, -1):
-        pos = raw.positions.get(tuple(path[:i]))
+        pos = positions.get(tuple(path[:i]))
         if pos:
             return RecipeIssue(pos.file, pos.line, pos.column, dotted(path), message, hint)
     return RecipeIssue(top, 1, 1, dotted(path), message, hint)
@@ -119,7 +120,7 @@ def _issues_from_pydantic(error: ValidationError, raw: RawRecipe, top: str) -> l
     issues = []
     for path, errs in grouped.items():
         message, hint = _describe(path, errs)
-        issues.append(_place(raw, top, path, message, hint))
+        issues.append(place(raw.positions, top, path, message, hint))
     return issues
 
 

@@ -1,0 +1,79 @@
+"""Execute: the one stage that imports the heavy stack. It resolves and compiles the recipe like
+`forge plan`, checks what depends on this machine, then hands the Plan to the trainer.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from forge.errors import ForgeError
+from forge.plan import Plan, compile_plan
+from forge.recipe.errors import RecipeError
+from forge.recipe.rules import runtime_issues
+from forge.recipe.validate import Resolved, place, resolve
+
+
+def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
+    """Resolve, compile and check a recipe against this machine; raise before anything heavy is loaded."""
+    resolved = resolve(recipe_path, overrides)
+    plan = compile_plan(resolved.recipe)
+    import torch
+
+    issues = runtime_issues(resolved.recipe, torch.cuda.is_available())
+    if issues:
+        raise RecipeError([place(resolved.positions, resolved.chain[-1], *issue) for issue in issues])
+    return resolved, plan
+
+
+def short_plan(resolved: Resolved, plan: Plan) -> str:
+    """The few lines `forge run` prints before training."""
+    r = resolved.recipe
+    t = plan.trainer
+    world = plan.launch["world_size"]
+    micro = "auto" if r.training.micro_batch_size == "auto" else t["per_device_train_batch_size"]
+    lines = [
+        f"forge run {resolved.chain[-1]} -> {plan.run_dir}",
+        f"  model     {r.model.name_or_path} ({r.model.task}, dtype {r.model.dtype}"
+        f"{', ' + r.quantization.mode if r.quantization.mode != 'none' else ''})",
+        f"  data      {', '.join(s.path or s.hf_dataset or '?' for s in r.data.sources)} as {r.data.format}, "
+        f"{len(r.preprocess)} preprocessing steps",
+        f"  lora      " + (f"r={r.lora.r} alpha={r.lora.alpha:g} on {r.lora.target_modules}" if r.lora.enabled
+                           else "off (full fine-tuning)"),
+        f"  batch     {micro} x {t['gradient_accumulation_steps']} accumulation x {world} process(es), "
+        f"{t['max_length']} tokens",
+        f"  schedule  " + (f"{t['max_steps']} steps" if t["max_steps"] > 0 else f"{t['num_train_epochs']:g} epoch(s)")
+        + f", lr {t['learning_rate']:g} {t['lr_scheduler_type']}",
+        f"  tracking  " + (r.tracking.uri or "local MLflow store") if r.tracking.enabled else "  tracking  off",
+    ]
+    lines += [f"  note      {note}" for note in plan.notes]
+    return "\n".join(lines)
+
+
+def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int:
+    """`forge run`: returns the process exit code."""
+    resolved, plan = prepare(recipe_path, overrides)
+    if not plan.launch["in_process"]:
+        raise ForgeError(f"distribution.strategy {plan.launch['strategy']} with {plan.launch['world_size']} "
+                         "processes is not launched by this version of Forge",
+                         "run with distribution.num_processes=1 for now")
+    print(short_plan(resolved, plan), flush=True)
+    from forge.train.run import run_recipe
+
+    summary = run_recipe(resolved, plan, resume=resume)
+    status = summary.get("status")
+    print(f"forge: {status}: {summary.get('steps')} steps, train loss {summary.get('train_loss_first')} -> "
+          f"{summary.get('train_loss_last')}, adapter at {summary.get('adapter_path')}", file=sys.stderr)
+    return {"completed": 0, "interrupted": 130}.get(str(status), 1)
+
+
+def data_preview(recipe_path: str, overrides: list[str], n: int, as_json: bool) -> int:
+    """`forge data preview`: a few processed examples and the corpus statistics."""
+    resolved, plan = prepare(recipe_path, overrides)
+    from forge.data.preview import format_preview, preview
+    from forge.model.load import load_tokenizer
+
+    tokenizer = load_tokenizer(plan)
+    result: dict[str, Any] = preview(resolved.recipe, tokenizer=tokenizer, n=n)
+    print(json.dumps(result, indent=2, default=str) if as_json else format_preview(result))
+    return 0
