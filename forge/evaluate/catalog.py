@@ -1,0 +1,45 @@
+"""The metrics an evaluation report carries: their names (what a gate's `metric` may name), the task that
+produces each, and which direction is better.
+
+A leaf module with no heavy imports, so recipe rules can check gate metric names without loading torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One reported metric: the task that produces it and whether a higher value is better."""
+
+    name: str
+    task: str
+    higher_is_better: bool
+    description: str
+
+
+_METRICS = (
+    MetricInfo("perplexity", "perplexity", False,
+               "exp(sum of token negative log-likelihoods / number of predicted tokens) over the whole set"),
+    MetricInfo("gene_precision", "gene_recognition", True, "micro-averaged precision of the gene symbols listed"),
+    MetricInfo("gene_recall", "gene_recognition", True, "micro-averaged recall of the gold gene symbols"),
+    MetricInfo("gene_f1", "gene_recognition", True, "micro-averaged F1 of gene-name recognition"),
+    MetricInfo("rouge1", "summarization", True, "mean ROUGE-1 F-measure of the generated summaries"),
+    MetricInfo("rouge2", "summarization", True, "mean ROUGE-2 F-measure of the generated summaries"),
+    MetricInfo("rougeL", "summarization", True, "mean ROUGE-L F-measure of the generated summaries"),
+    MetricInfo("qa_exact_match", "question_answering", True, "share of answers equal to a reference (normalised)"),
+    MetricInfo("qa_f1", "question_answering", True, "mean token F1 between the answer and the best reference"),
+    MetricInfo("latency_p50_s", "benchmark", False, "median seconds per generation request"),
+    MetricInfo("latency_p99_s", "benchmark", False, "99th percentile seconds per generation request"),
+    MetricInfo("tokens_per_second", "benchmark", True, "generated tokens per second of generation time"),
+)
+METRICS: dict[str, MetricInfo] = {m.name: m for m in _METRICS}
+TASK_NAMES = ("perplexity", "gene_recognition", "summarization", "question_answering")
+
+
+def metric_names(tasks: tuple[str, ...] | list[str] | None = None) -> list[str]:
+    """Metric names that the given tasks produce (all when None); benchmark metrics need a generation task."""
+    if tasks is None:
+        return list(METRICS)
+    generates = any(t != "perplexity" for t in tasks)
+    return [m.name for m in _METRICS if m.task in tasks or (m.task == "benchmark" and generates)]

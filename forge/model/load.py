@@ -1,0 +1,235 @@
+"""Load the tokenizer and the model a Plan names, ready to train: dtype, attention kernel, bitsandbytes 4/8-bit,
+k-bit preparation, domain tokens and LoRA adapters (PEFT).
+
+Problems a user can fix (a missing folder, no network for a hub id, 4-bit without CUDA, no pad token) become
+one-line `ForgeRuntimeError`s; 4-bit or 8-bit without CUDA is refused before anything is loaded.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from forge.model.errors import ForgeRuntimeError
+from forge.model.report import ParamCount, count_parameters
+from forge.model.tiny import TINY_BERT, TINY_LLAMA, tiny_bert, tiny_llama
+
+AUTO_CLASSES = {"causal_lm": "AutoModelForCausalLM", "masked_lm": "AutoModelForMaskedLM",
+                "sequence_classification": "AutoModelForSequenceClassification"}
+
+
+@dataclass
+class LoadedModel:
+    """A model and tokenizer ready for a trainer, with what loading decided on the way."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+    dtype: str
+    params: ParamCount
+    new_tokens: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_dtype(name: str) -> str:
+    """The dtype name to load weights in; auto: bfloat16 on a CUDA GPU that has it, else float32."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+
+
+def check_quantization(quantization: Mapping[str, Any] | None) -> None:
+    """Refuse 4-bit/8-bit where bitsandbytes cannot run, before any weights are read."""
+    if not quantization:
+        return
+    bits = "4-bit" if quantization.get("load_in_4bit") else "8-bit"
+    if not cuda_available():
+        raise ForgeRuntimeError(f"{bits} quantization needs a CUDA GPU (bitsandbytes) and none was found",
+                                "set quantization.mode: none to train on the CPU, or run on a GPU machine")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ForgeRuntimeError(f"{bits} quantization needs the bitsandbytes package, which is not installed",
+                                "pip install 'forge-finetune[gpu]'") from None
+
+
+def resolve_source(name_or_path: str, tiny: Mapping[str, int] | None = None, what: str = "model") -> str:
+    """A from_pretrained argument: the built tiny model's folder, a checked local folder, or a hub id.
+
+    The built-in models always use seed 0: they are fixed models, whatever the run's seed."""
+    if name_or_path == TINY_LLAMA:
+        return str(tiny_llama(tiny))
+    if name_or_path == TINY_BERT:
+        return str(tiny_bert(tiny))
+    if name_or_path.startswith("forge:"):
+        raise ForgeRuntimeError(f"unknown built-in model {name_or_path!r}", f"use {TINY_LLAMA} or {TINY_BERT}")
+    path = Path(name_or_path).expanduser()
+    if path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists():
+        if not path.is_dir():
+            raise ForgeRuntimeError(f"{what} path {name_or_path} does not exist",
+                                    f"point model.{'name_or_path' if what == 'model' else 'tokenizer'} at a "
+                                    "from_pretrained folder or a Hugging Face id")
+        needed = ("config.json",) if what == "model" else ("tokenizer_config.json", "tokenizer.json")
+        if not any((path / name).is_file() for name in needed):
+            raise ForgeRuntimeError(f"{what} folder {name_or_path} has no {' or '.join(needed)}",
+                                    "save it with save_pretrained, or download it with huggingface-cli")
+        return str(path)
+    return name_or_path
+
+
+def _hub_error(name: str, what: str, error: Exception) -> ForgeRuntimeError:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ForgeRuntimeError(
+        f"cannot load the {what} {name!r}: it is not a local folder and the Hugging Face Hub could not "
+        f"provide it (no network?): {first}",
+        f"download it with `huggingface-cli download {name} --local-dir DIR` and set model.name_or_path to DIR, "
+        "or set HF_HUB_OFFLINE=1 to use what is already in the Hugging Face cache")
+
+
+def _is_local(source: str) -> bool:
+    return os.path.isdir(source)
+
+
+def load_tokenizer(plan: Any) -> Any:
+    """The tokenizer a Plan names, with a pad token and the recipe's domain tokens (for data previews)."""
+    return prepare_tokenizer(plan.model, None).tokenizer
+
+
+def _tokenizer_from(plan_model: Mapping[str, Any], source: str, notes: list[str]) -> tuple[Any, list[str]]:
+    """The tokenizer with a pad token and the recipe's domain tokens; returns it and the tokens it added."""
+    from transformers import AutoTokenizer
+
+    name = plan_model.get("tokenizer") or plan_model["name_or_path"]
+    tok_source = (source if name == plan_model["name_or_path"]
+                  else resolve_source(name, plan_model.get("tiny"), what="tokenizer"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_source, revision=plan_model.get("revision"),
+                                                  trust_remote_code=plan_model.get("trust_remote_code", False))
+    except (OSError, ValueError) as e:
+        if _is_local(tok_source):
+            raise ForgeRuntimeError(f"cannot load the tokenizer in {tok_source}: {e}".splitlines()[0],
+                                    "the folder needs tokenizer files saved by save_pretrained") from None
+        raise _hub_error(tok_source, "tokenizer", e) from None
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ForgeRuntimeError(f"the tokenizer of {name} has neither a pad nor an eos token",
+                                    "use a tokenizer that defines eos_token, or set model.tokenizer")
+        tokenizer.pad_token = tokenizer.eos_token
+        notes.append(f"tokenizer has no pad token: using its eos token {tokenizer.eos_token!r} for padding")
+    domain = [t for t in plan_model.get("domain_tokens") or [] if t not in tokenizer.get_vocab()]
+    if domain:
+        tokenizer.add_tokens(domain)
+        notes.append(f"added {len(domain)} domain tokens to the tokenizer")
+    return tokenizer, domain
+
+
+def quantization_config(quantization: Mapping[str, Any] | None) -> Any:
+    """A BitsAndBytesConfig from the plan's keyword arguments (dtype names become torch dtypes)."""
+    if not quantization:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    kwargs = dict(quantization)
+    for key in ("bnb_4bit_compute_dtype", "bnb_4bit_quant_storage"):
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = getattr(torch, kwargs[key])
+    return BitsAndBytesConfig(**kwargs)
+
+
+def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping[str, Any] | None,
+               dtype: str) -> Any:
+    """The base model, quantized when the plan says so, on the CPU (or on this process's GPU when quantized)."""
+    import torch
+    import transformers
+
+    auto = getattr(transformers, AUTO_CLASSES[plan_model.get("task", "causal_lm")])
+    kwargs: dict[str, Any] = {"revision": plan_model.get("revision"), "dtype": getattr(torch, dtype),
+                              "trust_remote_code": plan_model.get("trust_remote_code", False)}
+    if plan_model.get("attn_implementation"):
+        kwargs["attn_implementation"] = plan_model["attn_implementation"]
+    if plan_model.get("num_labels"):
+        kwargs["num_labels"] = plan_model["num_labels"]
+    if quantization:
+        kwargs["quantization_config"] = quantization_config(quantization)
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        return auto.from_pretrained(source, **kwargs)
+    except Exception as e:  # a broken folder fails in many ways (OSError, safetensors, JSON); say where
+        if _is_local(source):
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ForgeRuntimeError(f"cannot load the model in {source}: {type(e).__name__}: {first}",
+                                    "check that the folder holds a complete save_pretrained model") from e
+        if isinstance(e, (OSError, ValueError)):
+            raise _hub_error(source, "model", e) from None
+        raise
+
+
+def attach_lora(model: Any, lora: Mapping[str, Any], new_token_ids: list[int]) -> Any:
+    """Wrap the model with LoRA adapters; new domain tokens get trainable embedding rows."""
+    from peft import LoraConfig, get_peft_model
+
+    kwargs = dict(lora)
+    saved = kwargs.get("modules_to_save") or []
+    if new_token_ids and not any("embed" in m for m in saved):
+        kwargs["trainable_token_indices"] = list(new_token_ids)
+    if kwargs.get("task_type") == "FEATURE_EXTRACTION":
+        kwargs["task_type"] = None  # a masked-LM head: the generic wrapper passes labels through
+    return get_peft_model(model, LoraConfig(**kwargs))
+
+
+@dataclass
+class LoadedTokenizer:
+    """The tokenizer, the folder or hub id the model comes from, and the domain tokens added to it."""
+
+    tokenizer: Any
+    source: str
+    new_tokens: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_tokenizer(plan_model: Mapping[str, Any], quantization: Mapping[str, Any] | None = None) -> LoadedTokenizer:
+    """Check the machine can load the model as planned, resolve where it comes from, and load its tokenizer."""
+    check_quantization(quantization)  # before anything is read
+    notes: list[str] = []
+    source = resolve_source(plan_model["name_or_path"], plan_model.get("tiny"))
+    tokenizer, new_tokens = _tokenizer_from(plan_model, source, notes)
+    return LoadedTokenizer(tokenizer, source, new_tokens, notes)
+
+
+def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | None,
+                      quantization: Mapping[str, Any] | None, tokenizer: LoadedTokenizer, *, seed: int = 0,
+                      gradient_checkpointing: bool = False,
+                      gradient_checkpointing_kwargs: Mapping[str, Any] | None = None) -> LoadedModel:
+    """The model the plan describes, matched to the tokenizer, k-bit prepared and LoRA-wrapped as planned."""
+    from transformers import set_seed
+
+    check_quantization(quantization)
+    notes = list(tokenizer.notes)
+    set_seed(seed)  # LoRA initialisation draws from the global generators
+    dtype = resolve_dtype(plan_model.get("dtype", "auto"))
+    model = load_model(plan_model, tokenizer.source, quantization, dtype)
+    tok = tokenizer.tokenizer
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok))
+        notes.append(f"resized token embeddings to {len(tok)}")
+    model.config.pad_token_id = tok.pad_token_id
+    if quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=dict(gradient_checkpointing_kwargs or {}))
+    if lora:
+        model = attach_lora(model, lora, tok.convert_tokens_to_ids(tokenizer.new_tokens))
+    return LoadedModel(model=model, tokenizer=tok, source=tokenizer.source, dtype=dtype,
+                       params=count_parameters(model), new_tokens=tokenizer.new_tokens, notes=notes)

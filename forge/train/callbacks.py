@@ -1,0 +1,122 @@
+"""Trainer callbacks that make a run observable and safe: metrics to `metrics.jsonl` (and the tracker),
+checkpoint completion markers, and a guard that stops on a NaN or infinite loss before it reaches a checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+from forge.model.report import memory_bytes
+from forge.train.atomic import append_jsonl
+from forge.train.checkpoints import write_marker
+
+# Names in metrics.jsonl for what the trainer logs
+RENAMES = {"train_loss": "train_loss_mean", "eval_runtime": "eval_seconds", "train_runtime": "train_seconds"}
+
+
+class MetricsLog(TrainerCallback):
+    """One JSON line per logging step (step, epoch, loss, learning rate, grad norm, tokens/s, memory) and per
+    evaluation (eval_loss, eval_perplexity), also handed to `on_metrics` (the tracker)."""
+
+    def __init__(self, path: Path, on_metrics: Callable[[dict[str, float], int], None] | None = None) -> None:
+        self.path = Path(path)
+        self.on_metrics = on_metrics
+        self.eval_history: list[dict[str, float]] = []
+        self._last_time = time.perf_counter()
+        self._last_tokens = 0
+        self._session_start = time.perf_counter()
+        self._session_tokens = 0
+        self.final = False  # set before the evaluation after training, to tell it apart in the file
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last_time = self._session_start = time.perf_counter()
+        self._last_tokens = self._session_tokens = state.num_input_tokens_seen or 0
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return getattr(self, "_overall_tps", None)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        logs = dict(logs or {})
+        record: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        if "eval_loss" in logs:
+            record["kind"] = "final_eval" if self.final else "eval"
+            loss = logs["eval_loss"]
+            logs["eval_perplexity"] = math.exp(loss) if loss < 50 else math.inf
+            self.eval_history.append({"step": state.global_step, "loss": loss,
+                                      "perplexity": logs["eval_perplexity"]})
+        elif "total_flos" in logs:  # the trainer's closing line
+            record["kind"] = "end"
+        else:
+            record["kind"] = "train"
+            now, tokens = time.perf_counter(), state.num_input_tokens_seen or 0
+            if tokens > self._last_tokens and now > self._last_time:
+                logs["tokens_per_second"] = (tokens - self._last_tokens) / (now - self._last_time)
+            if tokens > self._session_tokens and now > self._session_start:
+                self._overall_tps = (tokens - self._session_tokens) / (now - self._session_start)
+            self._last_time, self._last_tokens = now, tokens
+            logs["memory_bytes"] = memory_bytes()
+        for key, value in logs.items():
+            if key not in ("epoch", "step"):
+                record[RENAMES.get(key, key)] = value
+        append_jsonl(self.path, record)
+        if self.on_metrics is not None and record["kind"] != "end":
+            numbers = {k: float(v) for k, v in record.items()
+                       if isinstance(v, (int, float)) and k not in ("step", "kind") and math.isfinite(v)}
+            self.on_metrics(numbers, state.global_step)
+
+
+class CheckpointMarker(TrainerCallback):
+    """Marks each checkpoint complete once the trainer has written all of it."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            write_marker(folder, state.global_step)
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stops training at the first NaN/inf gradient or loss, skipping that optimizer update and that step's
+    checkpoint, so the last checkpoint stays the last good one.
+
+    Gradients are checked before each optimizer step, except under fp16 loss scaling, where an overflowing
+    gradient is routine (the scaler skips the step); there the logged loss is checked instead.
+    """
+
+    def __init__(self, check_gradients: bool = True) -> None:
+        self.check_gradients = check_gradients
+        self.failed_step: int | None = None
+        self.reason = ""
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if not self.check_gradients or model is None or self.failed_step is not None:
+            return
+        import torch
+
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not all(torch.isfinite(g).all() for g in grads):
+            self._fail(state.global_step + 1, "gradients became NaN or infinite")
+            for p in model.parameters():
+                p.grad = None  # the optimizer skips parameters without gradients: the weights stay good
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.failed_step is not None:
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+            control.should_log = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        for key in ("loss", "eval_loss"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value) and self.failed_step is None:
+                self._fail(state.global_step, f"{'validation' if key == 'eval_loss' else 'training'} loss is {value}")
+                control.should_training_stop = True
+                control.should_save = False
+
+    def _fail(self, step: int, reason: str) -> None:
+        self.failed_step, self.reason = step, reason

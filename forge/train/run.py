@@ -1,0 +1,367 @@
+"""`forge run`, executed: one function that takes a resolved recipe and its Plan through a whole training run,
+top to bottom: run directory and resume, tokenizer, data, model, batch size, tracking, trainer, training,
+final evaluation, adapter, summary.
+
+Everything a run produces lands in `<run_dir>`: recipe.yaml, plan.json, metrics.jsonl, checkpoints/,
+adapter/ and summary.json (see docs/training.md).
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from forge.model.errors import ForgeRuntimeError
+from forge.model.report import human_bytes, peak_memory_bytes
+from forge.plan import Plan
+from forge.recipe.schema import Recipe
+from forge.train.atomic import read_jsonl, write_json, write_text
+from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
+from forge.train.progress import plan_summary, quiet_library_bars
+
+EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1}
+
+
+class ResolvedRecipe(Protocol):
+    recipe: Recipe
+    yaml_text: str
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    """The process exit code for a run's summary: 0 done, 1 failed, 130/143 interrupted by SIGINT/SIGTERM."""
+    return int(summary.get("exit_code", EXIT_CODES.get(summary.get("status", "failed"), 1)))
+
+
+def load_data(recipe: Recipe, tokenizer: Any, progress: bool) -> Any:
+    """The data layer's splits for this recipe (raises forge.data.DataError when nothing is left)."""
+    from forge.data.pipeline import build_datasets
+
+    return build_datasets(recipe, tokenizer=tokenizer, progress=progress)
+
+
+def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "auto", progress: bool = True,
+               callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train as the plan says and return the run's summary (also written to `<run_dir>/summary.json`).
+
+    resume: auto (continue from the newest complete checkpoint if there is one), always (fail without one),
+    never (move an existing run directory aside and start fresh). Extra trainer callbacks may be passed.
+    """
+    recipe = resolved.recipe
+    started = time.time()
+    run_dir = Path(plan.run_dir).resolve()
+    say = _printer(progress)
+    notes: list[str] = list(plan.notes)
+
+    # 1. The run directory: resume from its newest complete checkpoint, or start fresh
+    previous = _read_summary(run_dir / "summary.json")
+    checkpoint = prepare_run_dir(run_dir, resume, notes)
+    write_text(run_dir / "recipe.yaml", resolved.yaml_text)
+    write_json(run_dir / "plan.json", plan.to_dict())
+    summary: dict[str, Any] = {"status": "running", "run_name": recipe.run.name, "run_dir": str(run_dir),
+                               "resumed_from": str(checkpoint) if checkpoint else None, "started_at": started}
+    write_json(run_dir / "summary.json", summary)
+    tracker = None
+    try:
+        import torch
+
+        from forge.model.load import load_for_training, prepare_tokenizer
+        from forge.train.micro_batch import choose_micro_batch, cuda_probe
+        from forge.train.trainer import build_trainer, trainer_settings
+
+        cuda = torch.cuda.is_available()
+        seed = recipe.run.seed
+        checkpointing = bool(plan.trainer.get("activation_checkpointing", plan.trainer.get("gradient_checkpointing")))
+        checkpointing_kwargs = plan.trainer.get("activation_checkpointing_kwargs",
+                                                plan.trainer.get("gradient_checkpointing_kwargs"))
+
+        # 2. Tokenizer (4-bit/8-bit without CUDA is refused here, before anything is read)
+        tokenizer = prepare_tokenizer(plan.model, plan.quantization)
+
+        # 3. Data: the recipe's papers as train/validation examples
+        bundle = load_data(recipe, tokenizer.tokenizer, progress)
+        train = _drop_paper_id(bundle.train)
+        validation = _drop_paper_id(bundle.validation)
+        if validation is not None and len(validation) == 0:
+            validation = None
+
+        # 4. Model: base weights, quantization, LoRA
+        with quiet_library_bars():
+            loaded = load_for_training(plan.model, plan.lora, plan.quantization, tokenizer, seed=seed,
+                                       gradient_checkpointing=checkpointing,
+                                       gradient_checkpointing_kwargs=checkpointing_kwargs)
+        notes += loaded.notes
+
+        # 5. Micro-batch: the plan's, or the largest that fits (same effective batch)
+        micro, accumulation = None, None
+        if recipe.training.micro_batch_size == "auto":
+            effective = recipe.training.effective_batch_size or plan.trainer["gradient_accumulation_steps"]
+            fits = cuda_probe(loaded.model, plan.trainer["max_length"], len(loaded.tokenizer),
+                              gradient_checkpointing=checkpointing,
+                              gradient_checkpointing_kwargs=checkpointing_kwargs) if cuda else None
+            micro = choose_micro_batch(effective, cuda=cuda, fits=fits)
+            accumulation = effective // micro
+            notes.append(f"micro_batch_size auto: {micro} x {accumulation} accumulation = {effective} per step")
+        settings = trainer_settings(plan.trainer, output_dir=str(run_dir / "checkpoints"), micro_batch=micro,
+                                    accumulation=accumulation, cuda=cuda,
+                                    bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
+        if validation is None:
+            _no_validation(settings.args, notes)
+        if checkpoint is not None:
+            settings.args["eval_on_start"] = False  # the baseline was measured before the interruption
+
+        # 6. Tracking: MLflow, or a pending file when MLflow is down (never stops training)
+        tracker = _start_tracking(recipe, plan, run_dir, previous if checkpoint else None)
+        summary["mlflow_run_id"] = tracker.run_id if tracker else None
+        write_json(run_dir / "summary.json", summary)
+
+        # 7. Trainer: SFTTrainer with Forge's callbacks
+        from forge.train.callbacks import CheckpointMarker, MetricsLog, NonFiniteGuard
+        from forge.train.losses import loss_function
+        from forge.train.progress import ProgressBar
+        from forge.train.signals import StopOnSignal, stop_on_signals
+
+        metrics = MetricsLog(run_dir / "metrics.jsonl", tracker.log_metrics if tracker else None)
+        guard = NonFiniteGuard(check_gradients=settings.precision != "fp16")
+        stopper = StopOnSignal()
+        forge_callbacks = [metrics, CheckpointMarker(), guard, stopper, *([ProgressBar()] if progress else [])]
+        with quiet_library_bars():
+            trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
+                                    loss_function=loss_function(settings.loss, recipe.training.loss_module),
+                                    callbacks=forge_callbacks + list(callbacks or []))
+        say(f"forge run {recipe.run.name}\n" + plan_summary(
+            _summary_lines(plan, loaded, settings, trainer, bundle, run_dir, checkpoint, tracker, cuda), notes))
+
+        # 8. Train; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly
+        with stop_on_signals(stopper):
+            try:
+                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
+                    raise ForgeRuntimeError(
+                        f"the disk filled up while training wrote to {run_dir} ({e})",
+                        f"free some space and run again: Forge resumes from {last or 'the start'}") from e
+                raise
+        status = _status(guard, stopper, trainer)
+
+        # 9. Final evaluation and the adapter (only for a run that finished or stopped early)
+        adapter_path = None
+        if status in ("completed", "stopped"):
+            if validation is not None:
+                metrics.final = True
+                trainer.evaluate()
+            adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"))
+            if tracker:
+                tracker.log_artifact(adapter_path)
+        if status == "failed":
+            last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
+            summary["error"] = (f"training stopped at step {guard.failed_step}: {guard.reason}; the last good "
+                                f"checkpoint is {last or 'none'} (lower optimizer.lr, keep max_grad_norm on, "
+                                "or check the data)")
+            say(f"forge: {summary['error']}")
+        if status == "interrupted":
+            summary["exit_code"] = stopper.exit_code
+            say(f"forge: interrupted at step {trainer.state.global_step}; checkpoint saved, run again to resume")
+
+        summary.update(_results(run_dir, trainer, metrics, loaded, bundle, settings, micro or 0, started))
+        summary.update(status=status, adapter_path=str(adapter_path) if adapter_path else None,
+                       notes=notes, tracking=tracker.summary() if tracker else {"status": "disabled"})
+        summary.setdefault("exit_code", EXIT_CODES.get(status, 1))
+        if tracker:
+            tracker.finish(status)
+            summary["tracking"] = tracker.summary()
+        write_json(run_dir / "summary.json", summary)
+        if status in ("completed", "stopped"):
+            say(_final_line(summary))
+        return summary
+    except BaseException as e:
+        interrupted = isinstance(e, KeyboardInterrupt)
+        summary.update(status="interrupted" if interrupted else "failed", error=str(e) or type(e).__name__,
+                       exit_code=130 if interrupted else 1, wall_seconds=round(time.time() - started, 2),
+                       peak_memory_bytes=peak_memory_bytes(), notes=notes,
+                       **checkpoint_info(run_dir / "checkpoints"))
+        if tracker:
+            tracker.finish(summary["status"])
+            summary["tracking"] = tracker.summary()
+        write_json(run_dir / "summary.json", summary)
+        raise
+
+
+def _printer(progress: bool) -> Any:
+    def say(text: str) -> None:
+        if progress:
+            print(text, flush=True)
+
+    return say
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _drop_paper_id(dataset: Any) -> Any:
+    if dataset is None:
+        return None
+    return dataset.remove_columns([c for c in ("paper_id",) if c in dataset.column_names])
+
+
+def _no_validation(args: dict[str, Any], notes: list[str]) -> None:
+    if args.get("eval_strategy", "no") != "no":
+        notes.append("no validation examples: evaluation and best-checkpoint selection are off")
+    args.update(eval_strategy="no", eval_steps=None, load_best_model_at_end=False, metric_for_best_model=None,
+                greater_is_better=None, eval_on_start=False)
+
+
+def _start_tracking(recipe: Recipe, plan: Plan, run_dir: Path, previous: dict[str, Any] | None) -> Any:
+    from forge.track.mlflow_log import flatten, start_tracking
+
+    tracker = start_tracking(recipe.tracking.model_dump(), output_dir=recipe.run.output_dir,
+                             run_name=recipe.run.name, run_dir=run_dir,
+                             resume_run_id=(previous or {}).get("mlflow_run_id"))
+    if tracker is not None:
+        tracker.log_params(flatten(recipe.model_dump(mode="json", exclude={"extends"})))
+        tracker.log_artifact(run_dir / "recipe.yaml")
+        tracker.log_artifact(run_dir / "plan.json")
+    return tracker
+
+
+def _status(guard: Any, stopper: Any, trainer: Any) -> str:
+    if guard.failed_step is not None:
+        return "failed"
+    if stopper.signal is not None:
+        return "interrupted"
+    from transformers import EarlyStoppingCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, EarlyStoppingCallback) and \
+                callback.early_stopping_patience_counter >= callback.early_stopping_patience:
+            return "stopped"
+    return "completed"
+
+
+def _save_final(trainer: Any, target: Path) -> Path:
+    """The final adapter (or full model) and tokenizer, written beside the target and renamed into place."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        trainer.save_model(str(staging))
+        if target.exists():
+            old = target.with_name(f".{target.name}-old-{os.getpid()}")
+            os.rename(target, old)
+            os.rename(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _results(run_dir: Path, trainer: Any, metrics: Any, loaded: Any, bundle: Any, settings: Any, micro: int,
+             started: float) -> dict[str, Any]:
+    """The numbers of the summary, read back from metrics.jsonl so that they span resumed sessions."""
+    lines = read_jsonl(run_dir / "metrics.jsonl")
+    train = [r for r in lines if r.get("kind") == "train" and "loss" in r]
+    evals = [r for r in lines if r.get("kind") in ("eval", "final_eval") and "eval_loss" in r]
+    eval_summary = None
+    if evals:
+        first, last = evals[0], evals[-1]
+        eval_summary = {"loss": last["eval_loss"], "perplexity": _perplexity(last["eval_loss"]),
+                        "first_loss": first["eval_loss"], "first_perplexity": _perplexity(first["eval_loss"]),
+                        "first_step": first["step"], "evaluations": len(evals)}
+    state = trainer.state
+    return {
+        "steps": state.global_step,
+        "max_steps": state.max_steps,
+        "epoch": round(state.epoch or 0.0, 4),
+        "train_loss_first": train[0]["loss"] if train else None,
+        "train_loss_last": train[-1]["loss"] if train else None,
+        "eval": eval_summary,
+        "best_checkpoint": state.best_model_checkpoint,
+        **checkpoint_info(run_dir / "checkpoints"),
+        "peak_memory_bytes": peak_memory_bytes(),
+        "tokens_per_second": metrics.tokens_per_second,
+        "tokens_seen": state.num_input_tokens_seen,
+        "params": loaded.params.to_dict(),
+        "trainable_params": loaded.params.trainable,
+        "total_params": loaded.params.total,
+        "model_source": loaded.source,
+        "dtype": loaded.dtype,
+        "precision": settings.precision,
+        "micro_batch_size": trainer.args.per_device_train_batch_size,
+        "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+        "data": {"train_examples": len(trainer.train_dataset),
+                 "validation_examples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
+                 **_stats(bundle)},
+        "wall_seconds": round(time.time() - started, 2),
+    }
+
+
+def _stats(bundle: Any) -> dict[str, Any]:
+    stats = getattr(bundle, "stats", None)
+    if hasattr(stats, "to_dict"):
+        return stats.to_dict()
+    return dict(stats or {})
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 50 else math.inf
+
+
+def _summary_lines(plan: Plan, loaded: Any, settings: Any, trainer: Any, bundle: Any, run_dir: Path,
+                   checkpoint: Path | None, tracker: Any, cuda: bool) -> list[tuple[str, str]]:
+    import torch
+
+    a = trainer.args
+    lora = plan.lora
+    quant = plan.quantization
+    steps = _planned_steps(a, len(trainer.train_dataset))
+    device = f"cuda ({torch.cuda.get_device_name()})" if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    n_val = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
+    return [
+        ("run dir", f"{run_dir}" + (f" (resuming from {checkpoint.name})" if checkpoint else "")),
+        ("model", f"{plan.model['name_or_path']} [{plan.model['task']}, {loaded.dtype}]"),
+        ("parameters", loaded.params.describe()),
+        ("adapters", f"LoRA r={lora['r']} alpha={lora['lora_alpha']} on {lora['target_modules']}" if lora
+         else "none (full fine-tuning)"),
+        ("quantization", "4-bit " + quant["bnb_4bit_quant_type"] if quant and quant.get("load_in_4bit")
+         else "8-bit" if quant else "none"),
+        ("data", f"{len(trainer.train_dataset)} train / {n_val} validation examples"),
+        ("batch", f"{a.per_device_train_batch_size} x {a.gradient_accumulation_steps} accumulation, "
+                  f"max_length {plan.trainer.get('max_length')}"),
+        ("schedule", f"{steps} steps, {_name(a.optim)} lr {a.learning_rate:g} {_name(a.lr_scheduler_type)}"),
+        ("device", f"{device}, precision {settings.precision}, gradient checkpointing "
+                   f"{'on' if a.gradient_checkpointing else 'off'}"),
+        ("tracking", f"{tracker.uri} ({tracker.status})" if tracker else "off"),
+    ]
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _planned_steps(args: Any, n_train: int) -> int:
+    if args.max_steps and args.max_steps > 0:
+        return int(args.max_steps)
+    batches = math.ceil(n_train / args.per_device_train_batch_size)
+    per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return math.ceil(args.num_train_epochs * per_epoch)
+
+
+def _final_line(summary: dict[str, Any]) -> str:
+    text = f"forge: {summary['status']} after {summary['steps']} steps in {summary['wall_seconds']:.0f}s"
+    ev = summary.get("eval")
+    if ev:
+        text += (f"; validation loss {ev['first_loss']:.3f} -> {ev['loss']:.3f} "
+                 f"(perplexity {ev['first_perplexity']:.1f} -> {ev['perplexity']:.1f})")
+    text += f"; peak memory {human_bytes(summary['peak_memory_bytes'])}; adapter in {summary['adapter_path']}"
+    return text
