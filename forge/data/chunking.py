@@ -91,7 +91,11 @@ def _fit(chunks: list[str], tokenizer: Any | None, max_tokens: int) -> list[str]
     for chunk, count in zip(chunks, count_tokens(chunks, tokenizer)):
         while count > max_tokens:
             spans = token_spans(chunk, tokenizer)
-            chunk = chunk[:spans[max_tokens - 1][1]].rstrip()
+            # Cut before the first token that does not fit. Not after the last one that does: the byte
+            # tokens of one character (° or μ in a byte-level BPE) share its offsets, and that cut could
+            # keep them all and never shrink the chunk. Each pass makes the chunk strictly shorter.
+            cut = spans[max_tokens][0] if len(spans) > max_tokens else len(chunk) - 1
+            chunk = chunk[:min(cut, len(chunk) - 1)].rstrip()
             count = count_tokens([chunk], tokenizer)[0]
         fitted.append(chunk)
     return fitted

@@ -19,9 +19,13 @@ from forge.data.papers import ScientificPaper, body_text, paper_text
 
 Example = dict[str, Any]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])|\n+")
-SUMMARIZE_PROMPT = "Summarize the findings of this genomics paper in a few sentences.\n\nTitle: {title}\n\n{body}"
-LIST_GENES_PROMPT = "List the human genes mentioned in this text, as official gene symbols separated by commas.\n\n{text}"
-QUESTION_PROMPT = "Read the passage and answer the question.\n\nPassage: {text}\n\nQuestion: What does the passage report about {gene}?"
+# Each prompt ends with a cue ("Genes:") that marks where the answer starts: training, `forge eval` and
+# `forge serve` use these same texts, so a fine-tuned model is asked what it was taught to answer.
+SUMMARIZE_PROMPT = "Summarize the findings of this genomics paper in a few sentences.\n\nTitle: {title}\n\n{body}\n\nSummary:"
+LIST_GENES_PROMPT = ("List the human genes mentioned in this text, as official gene symbols separated by commas."
+                     "\n\nPassage: {text}\n\nGenes:")
+QUESTION_PROMPT = ("Read the passage and answer the question.\n\nPassage: {text}\n\nQuestion: What does the passage "
+                   "report about {gene}?\n\nAnswer:")
 
 
 def mentioned_genes(paper: ScientificPaper, text: str) -> list[str]:
@@ -98,8 +102,8 @@ def build_examples(papers: Sequence[ScientificPaper], format: str = "causal_lm",
             if pair is None:
                 continue
             prompt, completion = pair
-            if format == "instruction":
-                rows.append({"prompt": prompt, "completion": completion, "paper_id": paper.id})
+            if format == "instruction":  # prompt and completion are joined as they are: the space separates them
+                rows.append({"prompt": prompt, "completion": " " + completion, "paper_id": paper.id})
             elif format == "chat":
                 rows.append({"messages": [{"role": "user", "content": prompt},
                                           {"role": "assistant", "content": completion}], "paper_id": paper.id})

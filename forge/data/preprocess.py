@@ -7,6 +7,7 @@ shards come back in order, so the result does not depend on the number of proces
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -22,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from forge.data.errors import DataError
-from forge.data.papers import ScientificPaper, validation_reason
+from forge.data.papers import GeneAnnotation, ScientificPaper, Section, validation_reason
 from forge.data.steps import STEPS, StepContext, StepOutput, is_per_paper
 from forge.recipe.schema import PreprocessStep
 
@@ -149,24 +150,29 @@ def run_steps(papers: list[ScientificPaper], steps: Sequence[ResolvedStep], cont
     stats = [StepStats(step.name) for step in steps]
     whole = papers
     i = 0
-    while i < len(steps):
-        stage = [i]
-        while is_per_paper(steps[i].function) and stage[-1] + 1 < len(steps) and is_per_paper(steps[stage[-1] + 1].function):
-            stage.append(stage[-1] + 1)
-        processes = min(num_proc, len(papers) // max(1, min_papers_per_process))
-        if processes > 1 and is_per_paper(steps[i].function):
-            papers = _run_sharded(papers, [steps[j] for j in stage], [stats[j] for j in stage], context,
-                                  processes, progress)
-        else:
-            papers = _run_stage(papers, [steps[j] for j in stage], [stats[j] for j in stage], context, progress)
-        for j in stage:
-            if stats[j].papers_out == 0 and stats[j].papers_in > 0:
-                raise DataError(f"preprocessing emptied the corpus at step {j} ({steps[j].name}): "
-                                f"{stats[j].papers_in} papers in, 0 out ({_reasons(stats[j].dropped)})",
-                                "loosen that step's arguments or remove it")
-        if not any(p.chunk_index is not None for p in papers):
-            whole = papers
-        i = stage[-1] + 1
+    with contextlib.ExitStack() as stack:
+        pool = None  # started at the first stage that needs it and kept for the next: spawning costs seconds
+        while i < len(steps):
+            stage = [i]
+            while is_per_paper(steps[i].function) and stage[-1] + 1 < len(steps) \
+                    and is_per_paper(steps[stage[-1] + 1].function):
+                stage.append(stage[-1] + 1)
+            processes = min(num_proc, len(papers) // max(1, min_papers_per_process))
+            if processes > 1 and is_per_paper(steps[i].function):
+                if pool is None:
+                    pool = stack.enter_context(_process_pool(processes, steps))
+                papers = _run_sharded(papers, [steps[j] for j in stage], [stats[j] for j in stage], context,
+                                      pool, processes, progress)
+            else:
+                papers = _run_stage(papers, [steps[j] for j in stage], [stats[j] for j in stage], context, progress)
+            for j in stage:
+                if stats[j].papers_out == 0 and stats[j].papers_in > 0:
+                    raise DataError(f"preprocessing emptied the corpus at step {j} ({steps[j].name}): "
+                                    f"{stats[j].papers_in} papers in, 0 out ({_reasons(stats[j].dropped)})",
+                                    "loosen that step's arguments or remove it")
+            if not any(p.chunk_index is not None for p in papers):
+                whole = papers
+            i = stage[-1] + 1
     if whole is not papers:
         surviving = {p.id for p in papers}
         whole = [p for p in whole if p.id in surviving]
@@ -186,7 +192,7 @@ def _apply(step: ResolvedStep, papers: list[ScientificPaper], context: StepConte
         raise
     except Exception as error:  # a step's own bug or bad input: say which step, keep the cause
         raise DataError(f"preprocess[{step.index}] ({step.name}) failed: {type(error).__name__}: {error}".splitlines()[0],
-                        "see the traceback above; a user step may need fixing") from error
+                        "fix the step or its input; run_steps from Python shows the traceback") from error
     if isinstance(output, list):
         output = StepOutput(output, {"dropped": len(papers) - len(output)} if len(output) < len(papers) else {})
     return output, time.perf_counter() - start
@@ -197,48 +203,101 @@ def _run_stage(papers: list[ScientificPaper], steps: list[ResolvedStep], stats: 
     from tqdm.auto import tqdm
 
     for step, stat in tqdm(list(zip(steps, stats)), desc="preprocessing", unit=" steps", disable=not progress,
-                           leave=False):
+                           delay=1, leave=False):
         output, seconds = _apply(step, papers, context)
         stat.add(len(papers), len(output.papers), output.dropped, seconds)
         papers = output.papers
     return papers
 
 
-def _run_sharded(papers: list[ScientificPaper], steps: list[ResolvedStep], stats: list[StepStats],
-                 context: StepContext, processes: int, progress: bool) -> list[ScientificPaper]:
+def _process_pool(processes: int, steps: Sequence[ResolvedStep]) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    # spawn, not fork: a forked copy of a process that has used the tokenizer's threads can deadlock.
+    # The initializer imports the user step modules before any shard (and its arguments) is unpickled.
+    modules = sorted({s.module for s in steps if s.module})
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=load_user_modules, initargs=(modules,))
+
+
+def _run_sharded(papers: list[ScientificPaper], steps: list[ResolvedStep], stats: list[StepStats],
+                 context: StepContext, pool: Any, processes: int, progress: bool) -> list[ScientificPaper]:
     from tqdm.auto import tqdm
 
     size = max(1, -(-len(papers) // (processes * 4)))  # a few shards per process evens out the load
     shards = [papers[k:k + size] for k in range(0, len(papers), size)]
-    modules = sorted({s.module for s in steps if s.module})
     out: list[ScientificPaper] = []
     names = ", ".join(s.name for s in steps)
-    # spawn, not fork: a forked copy of a process that has used the tokenizer's threads can deadlock.
-    # The initializer imports the user step modules before any shard (and its arguments) is unpickled.
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=load_user_modules, initargs=(modules,)) as pool, \
-            tqdm(total=len(papers), desc=f"preprocessing ({names})", unit=" papers", disable=not progress,
-                 leave=False) as bar:
-        futures = [pool.submit(run_shard, shard, steps, context) for shard in shards]
+    with tqdm(total=len(papers), desc=f"preprocessing ({names})", unit=" papers", disable=not progress, delay=1,
+              leave=False) as bar:
+        futures = [pool.submit(run_shard, to_rows(shard), steps, context) for shard in shards]
         for shard, future in zip(shards, futures):
             kept, shard_stats = future.result()
             for stat, counts in zip(stats, shard_stats):
                 stat.add(*counts)
-            out.extend(kept)
+            out.extend(from_rows(kept))
             bar.update(len(shard))
     return out
 
 
-def run_shard(papers: list[ScientificPaper], steps: list[ResolvedStep], context: StepContext,
-              ) -> tuple[list[ScientificPaper], list[tuple[int, int, dict[str, int], float]]]:
+def run_shard(rows: list[PaperRow], steps: list[ResolvedStep], context: StepContext,
+              ) -> tuple[list[PaperRow], list[tuple[int, int, dict[str, int], float]]]:
     """Run consecutive per-paper steps over one shard, in a worker process; returns the papers kept and,
     per step, (papers in, papers out, dropped by reason, seconds)."""
+    papers = from_rows(rows)
     stats = []
     for step in steps:
         output, seconds = _apply(step, papers, context)
         stats.append((len(papers), len(output.papers), output.dropped, seconds))
         papers = output.papers
-    return papers, stats
+    return to_rows(papers), stats
+
+
+# Processes exchange papers as plain tuples. Pickling the pydantic models themselves (with their field
+# sets, through __getstate__/__setstate__) cost as much as the steps' own work, and left two processes
+# slower than one. Rows come from validated papers, so rebuilding them skips validation.
+PaperRow = tuple[Any, ...]
+_FIELDS = tuple(ScientificPaper.model_fields)
+_SECTIONS, _GENES = _FIELDS.index("sections"), _FIELDS.index("genes")
+_set = object.__setattr__
+
+
+def to_rows(papers: list[ScientificPaper]) -> list[PaperRow]:
+    """Papers as tuples of their field values, sections and genes as tuples of theirs."""
+    rows = []
+    for paper in papers:
+        values = [paper.__dict__[name] for name in _FIELDS]
+        values[_SECTIONS] = tuple((s.heading, s.text) for s in paper.sections)
+        values[_GENES] = tuple((g.symbol, g.aliases) for g in paper.genes)
+        rows.append(tuple(values))
+    return rows
+
+
+def from_rows(rows: list[PaperRow]) -> list[ScientificPaper]:
+    """The papers `to_rows` took apart (equal to the originals)."""
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()  # many small objects at once set off the cyclic collector again and again, for nothing
+    try:
+        papers = []
+        for row in rows:
+            values = dict(zip(_FIELDS, row))
+            values["sections"] = tuple(_built(Section, {"heading": h, "text": t}) for h, t in row[_SECTIONS])
+            values["genes"] = tuple(_built(GeneAnnotation, {"symbol": s, "aliases": a}) for s, a in row[_GENES])
+            papers.append(_built(ScientificPaper, values))
+        return papers
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _built(cls: type[BaseModel], values: dict[str, Any]) -> Any:
+    """A model instance from already-valid values, as pydantic's own unpickling makes it."""
+    model = cls.__new__(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model

@@ -2,7 +2,7 @@
 and as text for people (`format_preview`)."""
 from __future__ import annotations
 
-import textwrap
+import sys
 from typing import Any
 
 from forge.data.pipeline import build_datasets
@@ -11,9 +11,12 @@ from forge.recipe.schema import Recipe
 EXAMPLE_CHARS = 600
 
 
-def preview(recipe: Recipe, tokenizer: Any = None, n: int = 3) -> dict[str, Any]:
-    """Build the recipe's datasets and return the first `n` training examples with the statistics."""
-    bundle = build_datasets(recipe, tokenizer=tokenizer, progress=False)
+def preview(recipe: Recipe, tokenizer: Any = None, n: int = 3, progress: bool | None = None) -> dict[str, Any]:
+    """Build the recipe's datasets and return the first `n` training examples with the statistics.
+    Progress bars (on stderr, for stages that take over a second) default to on when stderr is a terminal."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bundle = build_datasets(recipe, tokenizer=tokenizer, progress=progress)
     return {
         "format": recipe.data.format,
         "examples": [dict(bundle.train[i]) for i in range(min(n, len(bundle.train)))],
@@ -53,7 +56,7 @@ def format_preview(data: dict[str, Any]) -> str:
             text = "\n".join(f"{m['role']}: {_shorten(m['content'], EXAMPLE_CHARS // 2)}" for m in value) \
                 if key == "messages" else _shorten(str(value), EXAMPLE_CHARS)
             lines.append(f"  {key}:")
-            lines.append(textwrap.indent(text, "  | "))
+            lines += [f"  | {line}".rstrip() for line in text.split("\n")]  # blank lines keep the bar
     return "\n".join(lines)
 
 

@@ -66,7 +66,8 @@ def read_sources(sources: Sequence[DataSource], on_error: Literal["skip", "fail"
 
     result = ReadResult()
     seen: dict[str, str] = {}
-    with tqdm(desc="reading papers", unit=" papers", disable=not progress, leave=False) as bar:
+    with tqdm(desc="reading papers", unit=" papers", disable=not progress, leave=False,
+              delay=1) as bar:  # a bar only for corpora that take a while
         for source in sources:
             for source_name, where, default_id, record in _raw_items(source, result.files):
                 bad = record if isinstance(record, BadRecord) else None

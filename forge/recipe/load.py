@@ -201,6 +201,8 @@ def _absolutise_paths(data: dict[str, Any], folder: Path) -> None:
             value = holder[key]
             if not isinstance(value, str) or not value or os.path.isabs(value) or value.startswith("forge:"):
                 continue
+            if pattern.endswith("module") and not value.endswith(".py"):
+                continue  # a dotted module name is imported, not a file
             expanded = os.path.expanduser(value)
             candidate = folder / expanded
             looks_local = value.startswith((".", "~")) or candidate.exists()

@@ -157,3 +157,17 @@ def test_raw_load_keeps_positions_of_list_items(write, MINIMAL: str) -> None:
     raw = load_recipe(path)
     assert raw.positions[("preprocess", 1)].line == 8
     assert raw.positions[("preprocess", 1, "step")].column == 5
+
+
+def test_step_and_loss_module_files_are_relative_to_the_recipe(write, MINIMAL) -> None:
+    from forge.recipe.load import load_recipe
+
+    recipe = write("r.yaml", MINIMAL + "preprocess:\n  - {step: normalize_whitespace}\n"
+                   "  - {step: mine, module: steps.py}\n  - {step: theirs, module: lab.steps}\n"
+                   "training: {loss_module: losses.py}\n")
+    for name in ("steps.py", "losses.py", "lab.steps"):  # lab.steps exists too: a dotted name stays a name
+        (recipe.parent / name).write_text("")
+    data = load_recipe(recipe).data
+    assert data["preprocess"][1]["module"] == str(recipe.parent / "steps.py")
+    assert data["preprocess"][2]["module"] == "lab.steps"
+    assert data["training"]["loss_module"] == str(recipe.parent / "losses.py")

@@ -1,0 +1,126 @@
+"""`forge data preview RECIPE` through the CLI's entry point (what the `forge` script calls): statistics
+and examples of the demo corpus on stdout; bad data is exit code 2 and one line on stderr, no traceback."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from data_support import write_json, write_recipe
+from forge.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, demo_bpe_tokenizer) -> Path:
+    """A model folder as far as the preview reads it: a config and the tokenizer files (no weights, so
+    nothing is built or loaded with torch)."""
+    folder = tmp_path_factory.mktemp("model")
+    demo_bpe_tokenizer.save_pretrained(folder)
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": len(demo_bpe_tokenizer),
+              "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def demo_recipe(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    """The quickstart recipe with the genomics cleaning steps and chunking, on the demo tokenizer."""
+    folder = tmp_path_factory.mktemp("preview")
+    return write_recipe(folder / "preview.yaml", f"""
+        extends: {ROOT / 'recipes' / 'quickstart.yaml'}
+        preprocess:
+          - step: strip_markup
+          - step: remove_citations
+          - step: normalize_unicode
+          - step: normalize_genomics
+          - step: normalize_whitespace
+          - step: deduplicate
+          - step: filter_quality
+            min_score: 0.5
+          - step: chunk
+            overlap: 32
+        model:
+          name_or_path: {model_dir}
+        """)
+
+
+def test_preview_prints_statistics_and_examples(demo_recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "preview", str(demo_recipe), "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Data preview: causal_lm examples from 1 source file(s)\n  read 400 papers, 0 bad records")
+    rows = re.findall(r"^  (\w+) +(\d+) +(\d+) +[\d.]+  (.*)$", out, re.MULTILINE)
+    assert [r[0] for r in rows] == ["strip_markup", "remove_citations", "normalize_unicode", "normalize_genomics",
+                                    "normalize_whitespace", "deduplicate", "filter_quality", "chunk"]
+    assert int(rows[0][1]) == 400
+    for previous, row in zip(rows, rows[1:]):
+        assert row[1] == previous[2]  # each step reads what the one before it wrote
+    dedup, quality = rows[5], rows[6]
+    assert int(dedup[1]) - int(dedup[2]) == sum(int(n) for n in re.findall(r"\d+", dedup[3])) > 0
+    assert "low_quality" in quality[3] and "not_english" in quality[3]
+    papers, chunks = map(int, re.search(r"after preprocessing: (\d+) papers in (\d+) chunks", out).groups())
+    assert papers == int(rows[6][2]) and chunks == int(rows[7][2]) > papers
+    split = dict((s, int(n)) for s, n in re.findall(r"(train|validation|test) (\d+) papers", out))
+    assert sum(split.values()) == papers and split["validation"] == split["test"] == round(papers * 0.1)
+    p50, p99, longest = map(int, re.search(r"tokens \(train\): p50 (\d+), p90 \d+, p99 (\d+), max (\d+)", out).groups())
+    assert p50 <= p99 <= longest <= 256  # quickstart's max_seq_length: chunks fit it
+    assert re.search(r"gene terms: \d+, [\d.]+ tokens each on average, \d+% single-token; most split: ", out)
+    assert len(re.findall(r"^Example \d \(paper forge-demo-2026-\d{6}\):$", out, re.MULTILINE)) == 2
+    example = out.split("\nExample 1 ", 1)[1].split("\nExample 2 ", 1)[0]
+    # Every line of an example's text is barred, blank ones too (title and abstract are separate paragraphs).
+    assert example.splitlines()[1] == "  text:" and "\n  |\n" in example
+    assert all(line.startswith("  | ") or line == "  |" for line in example.splitlines()[2:] if line)
+
+
+def test_preview_json(demo_recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "preview", str(demo_recipe), "data.format=instruction", "data.max_papers=60",
+                 "-n", "1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "instruction" and len(data["examples"]) == 1
+    assert set(data["examples"][0]) == {"prompt", "completion", "paper_id"}
+    stats = data["stats"]
+    assert stats["papers_read"] == 60 and stats["examples_by_split"]["train"] > 0
+    assert stats["dropped_by_reason"]["filter_quality: low_quality"] > 0
+
+
+def test_all_bad_records_with_on_error_fail_is_one_line_and_exit_2(tmp_path: Path, model_dir: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = write_json(tmp_path / "bad.json", [{"id": "x"}, {"id": "y", "year": 3000}])
+    recipe = write_recipe(tmp_path / "bad.yaml", f"""
+        data:
+          sources: [{{path: bad.json}}]
+          on_error: fail
+        model: {{name_or_path: {model_dir}}}
+        """)
+    assert main(["data", "preview", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"forge: bad record: {corpus}: record 0: no text: title, abstract, sections and full_text are all "
+                   "empty; fix the record, or set data.on_error: skip\n")
+
+
+def test_all_bad_records_skipped_is_still_an_error(tmp_path: Path, model_dir: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    write_json(tmp_path / "bad.json", [{"id": "x"}, 7])
+    recipe = write_recipe(tmp_path / "skip.yaml", f"""
+        data: {{sources: [{{path: bad.json}}]}}
+        model: {{name_or_path: {model_dir}}}
+        """)
+    assert main(["data", "preview", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("forge: no papers could be read from data.sources: no text") and err.count("\n") == 1
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path, model_dir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = write_recipe(tmp_path / "missing.yaml", f"""
+        data: {{sources: [{{path: nowhere.json}}]}}
+        model: {{name_or_path: {model_dir}}}
+        """)
+    assert main(["data", "preview", str(recipe)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"forge: data source {tmp_path / 'nowhere.json'} does not exist; "
+                            "check data.sources[].path (relative to the recipe)\n")
+    assert captured.out == ""
