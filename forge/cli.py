@@ -1,7 +1,7 @@
 """The `forge` command: parse arguments, call one function per verb, map errors to exit codes.
 
-Exit codes: 0 success, 1 a run that failed, 2 bad input (recipe, data, paths: one line per problem),
-130/143 interrupted. Verbs import the heavy stack only when they need it.
+Exit codes: 0 success, 1 a run that failed or a quality gate that failed, 2 bad input (recipe, data, paths:
+one line per problem), 130/143 interrupted. Verbs import the heavy stack only when they need it.
 """
 from __future__ import annotations
 
@@ -56,11 +56,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return execute(args.recipe, args.overrides, resume="always" if args.resume else "never" if args.fresh else "auto")
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from forge.evaluate.run import eval_command
+
+    return eval_command(args.target, args.compare, overrides=args.overrides, as_json=args.json)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from forge.serve.server import serve
+
+    return serve(args.target, args.overrides, host=args.host, port=args.port, log_level=args.log_level)
+
+
 def cmd_steps(args: argparse.Namespace) -> int:
     from forge.data.steps import STEPS
 
     for entry in STEPS.entries():
-        params = ", ".join(f"{name}={field.default!r}" for name, field in entry.params.model_fields.items())
+        params = ", ".join(f"{name}={field.get_default(call_default_factory=True)!r}"
+                           for name, field in entry.params.model_fields.items())
         print(f"{entry.name:<22} {entry.doc}")
         if params:
             print(f"{'':<22}   args: {params}")
@@ -78,6 +91,24 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     print(json.dumps(recipe_json_schema(), indent=2))
     return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    if args.runs_verb == "list":
+        from forge.track.runs import list_command
+
+        return list_command(args.uri, args.experiment, args.json)
+    if args.runs_verb == "show":
+        from forge.track.runs import show_command
+
+        return show_command(args.uri, args.run, args.json)
+    if args.runs_verb == "compare":
+        from forge.track.compare import compare_command
+
+        return compare_command(args.uri, args.runs, args.out, log=not args.no_log, as_json=args.json)
+    from forge.track.runs import sync_command
+
+    return sync_command(args.run_dir)
 
 
 def cmd_data_preview(args: argparse.Namespace) -> int:
@@ -111,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fresh", action="store_true", help="start over; an existing run directory is moved aside")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("eval", help="evaluate a finished run against a baseline; exit 1 when a quality gate fails")
+    p.add_argument("target", metavar="RECIPE|RUN_DIR", help="a run directory written by forge run, or its recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. evaluation.max_examples=20")
+    p.add_argument("--compare", metavar="OTHER", default=None,
+                   help="baseline: base, a run directory, an adapter folder or none (default: evaluation.compare_with)")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="serve a trained run over HTTP (OpenAI-compatible chat, generation, analysis)")
+    p.add_argument("target", metavar="RUN_DIR|RECIPE", help="a run directory written by forge run, or its recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. serving.max_batch_size=16")
+    p.add_argument("--host", default=None, help="interface to listen on (default: serving.host)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (default: serving.port)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="LitServe and uvicorn logging (info also logs every request)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("steps", help="list the preprocessing steps and their arguments")
     p.set_defaults(func=cmd_steps)
 
@@ -126,6 +174,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=3, help="examples to show")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_preview)
+
+    runs = sub.add_parser("runs", help="find, show and compare tracked runs (MLflow)")
+    runs_sub = runs.add_subparsers(dest="runs_verb", required=True, metavar="VERB")
+    store_help = "tracking URI, or a folder holding mlflow.db (default: $MLFLOW_TRACKING_URI, else runs/mlflow.db)"
+    p = runs_sub.add_parser("list", help="the runs of the store, newest first")
+    p.add_argument("--experiment", metavar="NAME", default=None, help="only this experiment")
+    p.add_argument("--uri", metavar="URI|DIR", default=None, help=store_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+    p = runs_sub.add_parser("show", help="one run's recipe, environment and results")
+    p.add_argument("run", metavar="RUN", help="run id, a unique prefix of it, or the run name")
+    p.add_argument("--uri", metavar="URI|DIR", default=None, help=store_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+    p = runs_sub.add_parser("compare", help="differing recipe values and metrics side by side; loss and eval plots")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids (or unique prefixes, or run names)")
+    p.add_argument("--uri", metavar="URI|DIR", default=None, help=store_help)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="folder for the PNG plots and comparison.md (default: comparisons/ beside the store)")
+    p.add_argument("--no-log", action="store_true", help="do not log the comparison to the runs in MLflow")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+    p = runs_sub.add_parser("sync", help="send what a run kept on disk while its tracking server was away")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_runs)
     return parser
 
 

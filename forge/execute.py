@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 from forge.errors import ForgeError
@@ -53,18 +52,56 @@ def short_plan(resolved: Resolved, plan: Plan) -> str:
 def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int:
     """`forge run`: returns the process exit code."""
     resolved, plan = prepare(recipe_path, overrides)
-    if not plan.launch["in_process"]:
-        raise ForgeError(f"distribution.strategy {plan.launch['strategy']} with {plan.launch['world_size']} "
-                         "processes is not launched by this version of Forge",
-                         "run with distribution.num_processes=1 for now")
     print(short_plan(resolved, plan), flush=True)
-    from forge.train.run import run_recipe
+    from forge.train.run import exit_code, run_recipe
 
-    summary = run_recipe(resolved, plan, resume=resume)
-    status = summary.get("status")
-    print(f"forge: {status}: {summary.get('steps')} steps, train loss {summary.get('train_loss_first')} -> "
-          f"{summary.get('train_loss_last')}, adapter at {summary.get('adapter_path')}", file=sys.stderr)
-    return {"completed": 0, "interrupted": 130}.get(str(status), 1)
+    done = _read_json(f"{plan.run_dir}/summary.json")
+    if resume != "never" and done.get("status") in ("completed", "stopped") and \
+            _read_text(f"{plan.run_dir}/recipe.yaml") == resolved.yaml_text:
+        print(f"forge: {plan.run_dir} already holds this recipe's finished run ({done.get('steps')} steps, "
+              f"adapter in {done.get('adapter_path')}); run with --fresh to train it again", flush=True)
+        return 0
+
+    if plan.launch["in_process"]:
+        summary = run_recipe(resolved, plan, resume=resume)
+        code = exit_code(summary)
+    else:  # several processes (or DeepSpeed/FSDP): accelerate launch, one forge.train.worker per rank
+        from forge.train.launch import launch_run
+
+        code = launch_run(recipe_path, overrides, plan, resume=resume)
+        summary = _read_json(f"{plan.run_dir}/summary.json")
+    if summary.get("status") in ("completed", "stopped") and resolved.recipe.evaluation.enabled:
+        code = code or evaluate_after_training(plan.run_dir)
+    return code
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def evaluate_after_training(run_dir: str) -> int:
+    """`forge eval RUN_DIR` at the end of `forge run` (evaluation.enabled): 0, or 1 when a quality gate fails.
+    A problem that stops the evaluation (no held-out examples, say) is reported but keeps the trained run."""
+    from forge.evaluate.errors import EvaluationError
+    from forge.evaluate.run import eval_command
+
+    try:
+        return eval_command(run_dir)
+    except ForgeError as e:
+        raise EvaluationError(f"training finished, but the evaluation could not run: {e.message}",
+                              f"{e.hint + '; ' if e.hint else ''}then run forge eval {run_dir}") from e
 
 
 def data_preview(recipe_path: str, overrides: list[str], n: int, as_json: bool) -> int:

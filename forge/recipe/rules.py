@@ -151,6 +151,28 @@ def preprocess_steps_exist(recipe: Recipe) -> Iterator[Issue]:
                    did_you_mean(spec.step, [*STEPS.names(), *plugins]) or "see `forge steps`")
 
 
+@rule
+def gates_are_measured(recipe: Recipe) -> Iterator[Issue]:
+    """A gate must name a metric that the evaluation's tasks report, and a relative gate needs a baseline."""
+    from forge.evaluate.catalog import METRICS, metric_names  # a leaf module: no heavy imports
+
+    ev = recipe.evaluation
+    reported = metric_names(list(ev.tasks))
+    for i, gate in enumerate(ev.gates):
+        where = ("evaluation", "gates", i)
+        if gate.metric not in METRICS:
+            yield (where + ("metric",), f"unknown metric {gate.metric!r}",
+                   did_you_mean(gate.metric, list(METRICS)) or f"one of {', '.join(METRICS)}")
+        elif gate.metric not in reported:
+            task = METRICS[gate.metric].task
+            needs = "a generation task" if task == "benchmark" else f"the task {task}"
+            yield (where + ("metric",), f"{gate.metric} is not measured by evaluation.tasks {list(ev.tasks)}",
+                   f"add {needs} to evaluation.tasks, or remove the gate")
+        if gate.must in ("decrease_by", "increase_by", "not_decrease", "not_increase") and not ev.compare_with:
+            yield (where + ("must",), f"{gate.must} compares with a baseline and evaluation.compare_with is null",
+                   "set compare_with: base (or a run directory), or use at_most/at_least")
+
+
 def runtime_issues(recipe: Recipe, cuda_available: bool) -> list[Issue]:
     """Problems that depend on this machine, checked before any model is loaded."""
     issues: list[Issue] = []

@@ -22,6 +22,7 @@ RECIPE_RELATIVE_PATHS = (
     "evaluation.data",
     "evaluation.compare_with",
     "training.loss_module",
+    "preprocess.*.module",
 )
 
 
@@ -198,8 +199,14 @@ class TrackingSection(Section):
     experiment: str = Field("forge", min_length=1, description="MLflow experiment name.")
     run_name: str | None = Field(None, description="MLflow run name; default: run.name.")
     tags: dict[str, str] = Field(default_factory=dict, description="Extra MLflow tags.")
+    experiment_description: str = Field(
+        "", max_length=10_000, description="Description of the MLflow experiment (shown in the MLflow UI); set when not empty.")
+    experiment_tags: dict[str, str] = Field(default_factory=dict, description="Tags of the MLflow experiment.")
     log_adapter: bool = Field(True, description="Log the adapter folder as an artifact.")
     register_model: str | None = Field(None, description="Register the adapter under this model-registry name.")
+    retry_seconds: float = Field(
+        30.0, ge=0.0, le=3600.0,
+        description="Seconds between tries to reach a tracking store that went away; meanwhile calls are kept in the run directory (mlflow_pending.jsonl).")
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -245,7 +252,12 @@ class ServingSection(Section):
     max_new_tokens: int = Field(512, ge=1, le=32768, description="Largest max_tokens a request may ask for.")
     max_input_tokens: int = Field(4096, ge=1, le=1_048_576, description="Longest prompt accepted, in tokens.")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest request body.")
-    timeout: float = Field(60.0, gt=0, le=3600, description="Seconds before a request times out.")
+    timeout: float = Field(60.0, gt=0, le=3600,
+                           description="Seconds a request may wait for its answer (a stream: for each next piece); then HTTP 504.")
+    max_pending_requests: int = Field(
+        256, ge=1, le=100_000,
+        description="Generations queued or running at once (an analysis counts one per field); more get HTTP 429.")
+    max_batch_inputs: int = Field(64, ge=1, le=10_000, description="Inputs one /v1/batch request may carry.")
     api_key_env: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Name of the environment variable that holds the API key (never the key itself).")

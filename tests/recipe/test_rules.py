@@ -60,6 +60,16 @@ CASES = {
     "encoder with chat data": (
         "model: {name_or_path: bert, task: masked_lm}\ndata: {sources: [{path: a.json}], format: chat}\n",
         "data.format: masked_lm models train on plain text, got chat"),
+    "gate on an unknown metric": (
+        "evaluation: {gates: [{metric: gene_f2, must: not_decrease}]}\n",
+        "evaluation.gates.0.metric: unknown metric 'gene_f2'; did you mean 'gene_f1'?"),
+    "gate on a metric no task measures": (
+        "evaluation: {tasks: [perplexity], gates: [{metric: gene_f1, must: at_least, value: 0.5}]}\n",
+        "evaluation.gates.0.metric: gene_f1 is not measured by evaluation.tasks ['perplexity']; add the task "
+        "gene_recognition"),
+    "relative gate without a baseline": (
+        "evaluation: {compare_with: null, gates: [{metric: perplexity, must: decrease_by, value: 0.1}]}\n",
+        "evaluation.gates.0.must: decrease_by compares with a baseline and evaluation.compare_with is null"),
     "unknown step": (
         "preprocess:\n  - step: remove_citation\n",
         "preprocess.0.step: unknown preprocessing step 'remove_citation'"),

@@ -1,0 +1,95 @@
+"""Quality gates: the recipe's thresholds checked against the report's metrics, each with its outcome.
+
+`decrease_by`/`increase_by` compare the fine-tuned model with the baseline as a fraction (decrease_by 0.10:
+at least 10 % lower); `not_decrease`/`not_increase` allow a change of at most `value` (a fraction, 0 by
+default) the wrong way; `at_most`/`at_least` compare with a fixed bound. Gates read point estimates, so a
+gate's outcome is the same on every run of the same numbers; the A/B verdict is shown beside it.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from forge.evaluate.catalog import METRICS
+
+RELATIVE = ("decrease_by", "increase_by", "not_decrease", "not_increase")
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """One gate: what it asked, what was measured, and whether it passed (with the reason)."""
+
+    metric: str
+    must: str
+    value: float
+    passed: bool
+    tuned: float | None
+    baseline: float | None
+    threshold: float | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'} {self.metric} {self.must} {self.value:g}: {self.reason}"
+
+
+def check_gate(gate: Any, metrics: Mapping[str, Mapping[str, float | None]]) -> GateOutcome:
+    """One gate (anything with metric, must, value) against {metric: {"tuned": x, "baseline": y}}."""
+    metric, must, value = str(_get(gate, "metric")), str(_get(gate, "must")), float(_get(gate, "value", 0.0))
+
+    def outcome(passed: bool, reason: str, tuned: float | None = None, baseline: float | None = None,
+                threshold: float | None = None) -> GateOutcome:
+        return GateOutcome(metric, must, value, passed, tuned, baseline, threshold, reason)
+
+    if metric not in metrics:
+        known = ", ".join(sorted(metrics)) or "none"
+        hint = "" if metric in METRICS else " (not a Forge metric)"
+        return outcome(False, f"metric {metric!r} is not in the report{hint}; reported: {known}")
+    tuned = _number(metrics[metric].get("tuned"))
+    baseline = _number(metrics[metric].get("baseline"))
+    if tuned is None:
+        return outcome(False, "no value was measured", tuned, baseline)
+    if must == "at_most":
+        return outcome(tuned <= value, f"{tuned:.6g} {'<=' if tuned <= value else '>'} {value:g}", tuned, baseline, value)
+    if must == "at_least":
+        return outcome(tuned >= value, f"{tuned:.6g} {'>=' if tuned >= value else '<'} {value:g}", tuned, baseline, value)
+    if must not in RELATIVE:
+        return outcome(False, f"unknown condition {must!r}", tuned, baseline)
+    if baseline is None:
+        return outcome(False, "needs a baseline: set evaluation.compare_with (e.g. base)", tuned, baseline)
+    lower = must in ("decrease_by", "not_increase")
+    factor = {"decrease_by": 1 - value, "increase_by": 1 + value,
+              "not_decrease": 1 - value, "not_increase": 1 + value}[must]
+    threshold = baseline * factor
+    passed = tuned <= threshold if lower else tuned >= threshold
+    change = f"{(tuned - baseline) / baseline:+.1%}" if baseline else f"{tuned - baseline:+.6g}"
+    sign = ("<=" if passed else ">") if lower else (">=" if passed else "<")
+    return outcome(passed, f"{tuned:.6g} vs baseline {baseline:.6g} ({change}); {tuned:.6g} {sign} {threshold:.6g}",
+                   tuned, baseline, threshold)
+
+
+def check_gates(gates: Sequence[Any], metrics: Mapping[str, Mapping[str, float | None]]) -> list[GateOutcome]:
+    """Every gate's outcome, in recipe order."""
+    return [check_gate(g, metrics) for g in gates]
+
+
+def all_passed(outcomes: Sequence[GateOutcome | Mapping[str, Any]]) -> bool:
+    """True when every gate passed (and when there are none)."""
+    return all(o["passed"] if isinstance(o, Mapping) else o.passed for o in outcomes)
+
+
+def _get(gate: Any, key: str, default: Any = None) -> Any:
+    if isinstance(gate, Mapping):
+        return gate.get(key, default)
+    return getattr(gate, key, default)
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number

@@ -1,0 +1,196 @@
+"""The evaluation tasks a recipe names in `evaluation.tasks`: a registry of functions that run one model over
+one task's examples and return its metrics with the per-example units the A/B bootstrap resamples.
+
+Each task's metrics are computed by the same `Statistic` functions the bootstrap uses, so the reported
+value and its confidence interval can never disagree on how the metric is defined.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from forge.evaluate import genes, perplexity, text_metrics
+from forge.evaluate.bootstrap import Statistic, mean_of
+from forge.evaluate.examples import EvalData
+from forge.evaluate.generation import Generation, Prompter
+from forge.evaluate.models import EvalModel
+from forge.registry import Registry
+
+TASKS: Registry = Registry("evaluation task")
+OUTPUT_CHARS = 300  # of each sample output kept in the report
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What the tasks need from the recipe's evaluation section."""
+
+    window: int
+    stride: int | None
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    chat: bool = False
+    progress: bool = False
+    samples: int = 3  # example outputs kept in the report per task and model
+
+    def prompter(self, tokenizer: Any) -> Prompter:
+        return Prompter(tokenizer, max_input_tokens=max(16, self.window - self.max_new_tokens),
+                        max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                        chat=self.chat)
+
+
+@dataclass
+class TaskResult:
+    """One task on one model: metrics, bootstrap units and statistics, details and a few sample outputs."""
+
+    task: str
+    model: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    units: np.ndarray | None = None
+    statistics: dict[str, Statistic] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    generations: list[Generation] = field(default_factory=list)
+    skipped: str | None = None
+
+    def finish(self) -> TaskResult:
+        """Fill the metrics from the statistics over all examples."""
+        if self.units is not None and len(self.units):
+            self.metrics = {name: float(stat(self.units)) for name, stat in self.statistics.items()}
+        return self
+
+
+TaskFunction = Callable[[EvalData, EvalModel, TaskSettings], TaskResult]
+
+
+def run_task(name: str, data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
+    """Run a registered task on one model (with its adapter switched on for the duration)."""
+    with model.use():
+        return TASKS.get(name).function(data, model, settings)
+
+
+def _bar(items: list[Any], task: str, model: EvalModel, settings: TaskSettings) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=f"{task} ({model.label})", unit=" ex", disable=not settings.progress, leave=False)
+
+
+@TASKS.register("perplexity")
+def perplexity_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
+    """Token-weighted perplexity of held-out text, with a sliding window over long documents."""
+    result = TaskResult("perplexity", model.label)
+    if model.kind != "causal_lm":
+        result.skipped = f"perplexity needs a causal LM (model.task is {model.kind})"
+        return result
+    if not data.perplexity:
+        result.skipped = "no held-out text"
+        return result
+    texts = [e.text for e in data.perplexity]
+    scores = perplexity.score_texts(model.model, model.tokenizer, texts, settings.window, settings.stride,
+                                    progress=settings.progress, desc=f"perplexity ({model.label})")
+    result.units = perplexity.units(scores)
+    result.statistics = {"perplexity": perplexity.perplexity_statistic}
+    tokens = sum(s.tokens for s in scores)
+    result.details = {"documents": len(scores), "tokens": tokens, "nll_sum": sum(s.nll for s in scores),
+                      "mean_nll": sum(s.nll for s in scores) / tokens if tokens else None,
+                      "window": settings.window, "stride": perplexity.effective_stride(settings.window, settings.stride)}
+    return result.finish()
+
+
+@TASKS.register("gene_recognition")
+def gene_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
+    """Precision, recall and F1 of the gene names the model lists for a passage, against gold genes."""
+    result = TaskResult("gene_recognition", model.label)
+    if model.kind not in ("causal_lm", "token_classification"):
+        result.skipped = f"gene recognition needs a causal LM or a BIO token classifier (model.task is {model.kind})"
+        return result
+    if not data.gene_recognition:
+        result.skipped = "no examples with gold gene annotations"
+        return result
+    counts, spans = [], []
+    prompter = settings.prompter(model.tokenizer)
+    for example in _bar(data.gene_recognition, "genes", model, settings):
+        if model.kind == "token_classification":
+            from forge.evaluate.token_labels import mentions, predict_spans, span_counts
+
+            predicted_spans = predict_spans(model.model, model.tokenizer, example.passage)
+            names, output = mentions(example.passage, predicted_spans), ""
+            if example.spans is not None:
+                spans.append(span_counts([s[:2] for s in predicted_spans], example.spans))
+        else:
+            generation = prompter.generate(model.model, prompter.render("genes", example.passage))
+            result.generations.append(generation)
+            output = generation.text
+            names = genes.parse_gene_list(output.split("\n\n")[0])
+        count = genes.score_example(names, example.gold)
+        counts.append(count)
+        if len(result.samples) < settings.samples:
+            result.samples.append({"id": example.id, "gold": [g.symbol for g in example.gold], "predicted": names,
+                                   "output": output[:OUTPUT_CHARS], "tp": count.tp, "fp": count.fp, "fn": count.fn})
+    result.units = genes.units(counts)
+    result.statistics = {"gene_precision": genes.precision_statistic, "gene_recall": genes.recall_statistic,
+                         "gene_f1": genes.f1_statistic}
+    total = genes.micro(counts)
+    result.details = {"examples": len(counts), "tp": total.tp, "fp": total.fp, "fn": total.fn,
+                      "route": "token classification" if model.kind == "token_classification" else "generation"}
+    if spans:
+        strict = genes.micro(spans)
+        result.details.update(span_precision=strict.precision, span_recall=strict.recall, span_f1=strict.f1)
+    return result.finish()
+
+
+@TASKS.register("summarization")
+def summary_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
+    """ROUGE-1/2/L F-measure of generated summaries against reference summaries (or abstracts)."""
+    result = TaskResult("summarization", model.label)
+    if model.kind != "causal_lm":
+        result.skipped = f"summarization needs a causal LM (model.task is {model.kind})"
+        return result
+    if not data.summarization:
+        result.skipped = "no examples with a reference summary (or an abstract and a body)"
+        return result
+    prompter = settings.prompter(model.tokenizer)
+    rows = []
+    for example in _bar(data.summarization, "summarization", model, settings):
+        generation = prompter.generate(model.model, prompter.render("summary", example.source))
+        result.generations.append(generation)
+        scores = text_metrics.rouge(generation.text, example.references)
+        rows.append([scores[name] for name in text_metrics.ROUGE_TYPES])
+        if len(result.samples) < settings.samples:
+            result.samples.append({"id": example.id, "reference": example.references[0][:OUTPUT_CHARS],
+                                   "output": generation.text[:OUTPUT_CHARS], **scores})
+    result.units = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    result.statistics = {name: mean_of(i) for i, name in enumerate(text_metrics.ROUGE_TYPES)}
+    result.details = {"examples": len(rows)}
+    return result.finish()
+
+
+@TASKS.register("question_answering")
+def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
+    """Exact match and token F1 (SQuAD) of short answers to questions about an abstract."""
+    result = TaskResult("question_answering", model.label)
+    if model.kind != "causal_lm":
+        result.skipped = f"question answering needs a causal LM (model.task is {model.kind})"
+        return result
+    if not data.question_answering:
+        result.skipped = "no questions with reference answers (metadata qa)"
+        return result
+    prompter = settings.prompter(model.tokenizer)
+    rows = []
+    for example in _bar(data.question_answering, "qa", model, settings):
+        prompt = prompter.render("answer", example.context, question=example.question)
+        generation = prompter.generate(model.model, prompt)
+        result.generations.append(generation)
+        answer = next((line.strip() for line in generation.text.splitlines() if line.strip()), "")
+        em, f1 = text_metrics.exact_match(answer, example.answers), text_metrics.token_f1(answer, example.answers)
+        rows.append([em, f1])
+        if len(result.samples) < settings.samples:
+            result.samples.append({"id": example.id, "question": example.question, "answers": list(example.answers),
+                                   "output": answer[:OUTPUT_CHARS], "exact_match": em, "f1": f1})
+    result.units = np.array(rows, dtype=np.float64).reshape(-1, 2)
+    result.statistics = {"qa_exact_match": mean_of(0), "qa_f1": mean_of(1)}
+    result.details = {"examples": len(rows)}
+    return result.finish()
