@@ -147,8 +147,9 @@ def quantization_config(quantization: Mapping[str, Any] | None) -> Any:
 
 
 def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping[str, Any] | None,
-               dtype: str) -> Any:
-    """The base model, quantized when the plan says so, on the CPU (or on this process's GPU when quantized)."""
+               dtype: str, sharded: bool = False) -> Any:
+    """The base model, quantized when the plan says so, on the CPU (or on this process's GPU when quantized;
+    under ZeRO-3/FSDP, which place the shards themselves, without a device map)."""
     import torch
     import transformers
 
@@ -161,7 +162,8 @@ def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping
         kwargs["num_labels"] = plan_model["num_labels"]
     if quantization:
         kwargs["quantization_config"] = quantization_config(quantization)
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        if not sharded:
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     try:
         return auto.from_pretrained(source, **kwargs)
     except Exception as e:  # a broken folder fails in many ways (OSError, safetensors, JSON); say where
@@ -209,7 +211,8 @@ def prepare_tokenizer(plan_model: Mapping[str, Any], quantization: Mapping[str, 
 def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | None,
                       quantization: Mapping[str, Any] | None, tokenizer: LoadedTokenizer, *, seed: int = 0,
                       gradient_checkpointing: bool = False,
-                      gradient_checkpointing_kwargs: Mapping[str, Any] | None = None) -> LoadedModel:
+                      gradient_checkpointing_kwargs: Mapping[str, Any] | None = None,
+                      sharded: bool = False) -> LoadedModel:
     """The model the plan describes, matched to the tokenizer, k-bit prepared and LoRA-wrapped as planned."""
     from transformers import set_seed
 
@@ -217,13 +220,18 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
     notes = list(tokenizer.notes)
     set_seed(seed)  # LoRA initialisation draws from the global generators
     dtype = resolve_dtype(plan_model.get("dtype", "auto"))
-    model = load_model(plan_model, tokenizer.source, quantization, dtype)
+    model = load_model(plan_model, tokenizer.source, quantization, dtype, sharded)
     tok = tokenizer.tokenizer
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tok))
         notes.append(f"resized token embeddings to {len(tok)}")
     model.config.pad_token_id = tok.pad_token_id
-    if quantization:
+    if quantization and sharded:
+        # prepare_model_for_kbit_training casts norms to fp32; ZeRO-3/FSDP flatten parameters and need one dtype
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(gradient_checkpointing_kwargs or {}))
+        model.enable_input_require_grads()
+    elif quantization:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(

@@ -71,11 +71,16 @@ class MetricsLog(TrainerCallback):
 
 
 class CheckpointMarker(TrainerCallback):
-    """Marks each checkpoint complete once the trainer has written all of it."""
+    """Marks each checkpoint complete once the trainer has written all of it: under several processes, once
+    every rank has written its part (a barrier), by rank 0 alone."""
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.barrier()
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if state.is_world_process_zero and folder.is_dir():
             write_marker(folder, state.global_step)
 
 

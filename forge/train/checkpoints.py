@@ -20,7 +20,7 @@ from forge.train.atomic import fsync_dir, read_jsonl, write_json, write_text
 
 MARKER = "forge-complete.json"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-ResumeMode = Literal["auto", "always", "never"]
+ResumeMode = Literal["auto", "always", "never", "prepared"]
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -104,10 +104,17 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str]) -> Path
     auto: resume from the newest complete checkpoint when there is one, else start fresh.
     always: resume, or fail when there is nothing to resume from. never: start fresh.
     Starting fresh over a non-empty run directory first moves it aside.
+    prepared: the launcher already decided (the processes of a multi-process run): take the newest
+    complete checkpoint if there is one and change nothing.
     """
-    if resume not in ("auto", "always", "never"):
+    if resume not in ("auto", "always", "never", "prepared"):
         raise ForgeRuntimeError(f"unknown resume mode {resume!r}", "use auto, always or never")
     root = run_dir / "checkpoints"
+    if resume == "prepared":
+        latest = latest_complete(root)
+        if latest is not None:
+            notes.append(f"resuming from {latest.name} (step {checkpoint_step(latest) or 0})")
+        return latest
     if resume != "never":
         latest = latest_complete(root)
         if latest is not None:

@@ -54,17 +54,26 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
     recipe = resolved.recipe
     started = time.time()
     run_dir = Path(plan.run_dir).resolve()
+    rank, world = process_rank()
+    main = rank == 0  # under a multi-process launch, rank 0 alone logs, prints and writes the run's files
+    progress = progress and main
     say = _printer(progress)
     notes: list[str] = list(plan.notes)
+
+    def save_summary() -> None:
+        if main:
+            write_json(run_dir / "summary.json", summary)
 
     # 1. The run directory: resume from its newest complete checkpoint, or start fresh
     previous = _read_summary(run_dir / "summary.json")
     checkpoint = prepare_run_dir(run_dir, resume, notes)
-    write_text(run_dir / "recipe.yaml", resolved.yaml_text)
-    write_json(run_dir / "plan.json", plan.to_dict())
+    if main:
+        write_text(run_dir / "recipe.yaml", resolved.yaml_text)
+        write_json(run_dir / "plan.json", plan.to_dict())
     summary: dict[str, Any] = {"status": "running", "run_name": recipe.run.name, "run_dir": str(run_dir),
-                               "resumed_from": str(checkpoint) if checkpoint else None, "started_at": started}
-    write_json(run_dir / "summary.json", summary)
+                               "resumed_from": str(checkpoint) if checkpoint else None, "started_at": started,
+                               "world_size": world}
+    save_summary()
     tracker = None
     try:
         import torch
@@ -93,7 +102,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         with quiet_library_bars():
             loaded = load_for_training(plan.model, plan.lora, plan.quantization, tokenizer, seed=seed,
                                        gradient_checkpointing=checkpointing,
-                                       gradient_checkpointing_kwargs=checkpointing_kwargs)
+                                       gradient_checkpointing_kwargs=checkpointing_kwargs,
+                                       sharded=sharded_engine(plan.launch))
         notes += loaded.notes
 
         # 5. Micro-batch: the plan's, or the largest that fits (same effective batch)
@@ -109,15 +119,16 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         settings = trainer_settings(plan.trainer, output_dir=str(run_dir / "checkpoints"), micro_batch=micro,
                                     accumulation=accumulation, cuda=cuda,
                                     bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
+        _distributed_args(settings.args, plan.launch, run_dir, world)
         if validation is None:
             _no_validation(settings.args, notes)
         if checkpoint is not None:
             settings.args["eval_on_start"] = False  # the baseline was measured before the interruption
 
         # 6. Tracking: MLflow, or a pending file when MLflow is down (never stops training)
-        tracker = _start_tracking(recipe, plan, run_dir, previous if checkpoint else None)
+        tracker = _start_tracking(resolved, plan, run_dir, previous if checkpoint else None) if main else None
         summary["mlflow_run_id"] = tracker.run_id if tracker else None
-        write_json(run_dir / "summary.json", summary)
+        save_summary()
 
         # 7. Trainer: SFTTrainer with Forge's callbacks
         from forge.train.callbacks import CheckpointMarker, MetricsLog, NonFiniteGuard
@@ -128,7 +139,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         metrics = MetricsLog(run_dir / "metrics.jsonl", tracker.log_metrics if tracker else None)
         guard = NonFiniteGuard(check_gradients=settings.precision != "fp16")
         stopper = StopOnSignal()
-        forge_callbacks = [metrics, CheckpointMarker(), guard, stopper, *([ProgressBar()] if progress else [])]
+        forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), guard, stopper,
+                           *([ProgressBar()] if progress else [])]
         with quiet_library_bars():
             trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
                                     loss_function=loss_function(settings.loss, recipe.training.loss_module),
@@ -155,9 +167,9 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             if validation is not None:
                 metrics.final = True
                 trainer.evaluate()
-            adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"))
+            adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"), main)
             if tracker:
-                tracker.log_artifact(adapter_path)
+                tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter)
         if status == "failed":
             last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
             summary["error"] = (f"training stopped at step {guard.failed_step}: {guard.reason}; the last good "
@@ -174,22 +186,51 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         summary.setdefault("exit_code", EXIT_CODES.get(status, 1))
         if tracker:
             tracker.finish(status)
-            summary["tracking"] = tracker.summary()
-        write_json(run_dir / "summary.json", summary)
+            summary.update(tracking=tracker.summary(), mlflow_run_id=tracker.run_id)
+        save_summary()
         if status in ("completed", "stopped"):
             say(_final_line(summary))
         return summary
     except BaseException as e:
         interrupted = isinstance(e, KeyboardInterrupt)
         summary.update(status="interrupted" if interrupted else "failed", error=str(e) or type(e).__name__,
+                       exception=type(e).__name__,
                        exit_code=130 if interrupted else 1, wall_seconds=round(time.time() - started, 2),
                        peak_memory_bytes=peak_memory_bytes(), notes=notes,
                        **checkpoint_info(run_dir / "checkpoints"))
         if tracker:
             tracker.finish(summary["status"])
-            summary["tracking"] = tracker.summary()
-        write_json(run_dir / "summary.json", summary)
+            summary.update(tracking=tracker.summary(), mlflow_run_id=tracker.run_id)
+        save_summary()
         raise
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process under accelerate/torchrun; (0, 1) when run on its own."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def sharded_engine(launch: dict[str, Any]) -> bool:
+    """Whether the engine shards parameters (ZeRO-3, FSDP): the model then loads without a device map."""
+    zero = (launch.get("deepspeed") or {}).get("zero_optimization", {}).get("stage")
+    return launch.get("strategy") == "fsdp" or (launch.get("strategy") == "deepspeed" and zero == 3)
+
+
+def _distributed_args(args: dict[str, Any], launch: dict[str, Any], run_dir: Path, world: int) -> None:
+    """Trainer arguments that depend on the launch: the DeepSpeed config file, DDP's unused-parameter scan."""
+    own = launch.get("config_file")
+    if launch.get("strategy") == "deepspeed" and not (own and not own.endswith(".json")):
+        args["deepspeed"] = own or str(run_dir / "deepspeed.json")  # a .yaml of the user's is accelerate's
+    if world > 1 and launch.get("strategy") == "ddp":
+        args["ddp_find_unused_parameters"] = False  # LoRA freezes most weights; the scan would cost a pass
+    if world > 1 and not args.get("bf16") and not args.get("fp16") and not _cuda():
+        args["use_cpu"] = True  # only then does accelerate set up gloo DDP on the CPU (else each rank trains alone)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _printer(progress: bool) -> Any:
@@ -222,17 +263,11 @@ def _no_validation(args: dict[str, Any], notes: list[str]) -> None:
                 greater_is_better=None, eval_on_start=False)
 
 
-def _start_tracking(recipe: Recipe, plan: Plan, run_dir: Path, previous: dict[str, Any] | None) -> Any:
-    from forge.track.mlflow_log import flatten, start_tracking
+def _start_tracking(resolved: ResolvedRecipe, plan: Plan, run_dir: Path, previous: dict[str, Any] | None) -> Any:
+    """The MLflow run, opened with the recipe, its chain, plan, git state, versions and device (forge/track)."""
+    from forge.track.metadata import track_run
 
-    tracker = start_tracking(recipe.tracking.model_dump(), output_dir=recipe.run.output_dir,
-                             run_name=recipe.run.name, run_dir=run_dir,
-                             resume_run_id=(previous or {}).get("mlflow_run_id"))
-    if tracker is not None:
-        tracker.log_params(flatten(recipe.model_dump(mode="json", exclude={"extends"})))
-        tracker.log_artifact(run_dir / "recipe.yaml")
-        tracker.log_artifact(run_dir / "plan.json")
-    return tracker
+    return track_run(resolved, plan, run_dir, resume_run_id=(previous or {}).get("mlflow_run_id"))
 
 
 def _status(guard: Any, stopper: Any, trainer: Any) -> str:
@@ -249,17 +284,18 @@ def _status(guard: Any, stopper: Any, trainer: Any) -> str:
     return "completed"
 
 
-def _save_final(trainer: Any, target: Path) -> Path:
-    """The final adapter (or full model) and tokenizer, written beside the target and renamed into place."""
+def _save_final(trainer: Any, target: Path, main: bool = True) -> Path:
+    """The final adapter (or full model) and tokenizer, written beside the target and renamed into place.
+    Every process takes part (ZeRO-3 gathers the weights); rank 0 alone writes and renames."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         trainer.save_model(str(staging))
-        if target.exists():
+        if main and target.exists():
             old = target.with_name(f".{target.name}-old-{os.getpid()}")
             os.rename(target, old)
             os.rename(staging, target)
             shutil.rmtree(old, ignore_errors=True)
-        else:
+        elif main:
             os.rename(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

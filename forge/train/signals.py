@@ -31,7 +31,8 @@ class StopOnSignal(TrainerCallback):
         return 128 + (self.signal or 0)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.signal is not None and self.step is None:
+        if self.step is None and _any_rank(self.signal is not None):
+            self.signal = self.signal or signal.SIGTERM  # another rank was signalled: stop with it
             self.step = state.global_step
             control.should_save = True
             control.should_training_stop = True
@@ -61,3 +62,18 @@ def stop_on_signals(callback: StopOnSignal) -> Iterator[StopOnSignal]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _any_rank(flag: bool) -> bool:
+    """Whether any process of a multi-process run has the flag: every rank must stop at the same step, or
+    the ones that go on wait forever in the next collective."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    import torch
+
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
