@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from forge.errors import ForgeError
@@ -17,6 +18,9 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
     """Resolve, compile and check a recipe against this machine; raise before anything heavy is loaded."""
     resolved = resolve(recipe_path, overrides)
     plan = compile_plan(resolved.recipe)
+    if plan.launch["in_process"] and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        # one process trains on one GPU: with several visible, the trainer would fall back to nn.DataParallel
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
     import torch
 
     issues = runtime_issues(resolved.recipe, torch.cuda.is_available())
