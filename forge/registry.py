@@ -61,3 +61,35 @@ class Registry(Generic[F]):
         """The closest registered name, for a did-you-mean."""
         close = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.6)
         return close[0] if close else None
+
+
+def import_user_module(module: str, prefix: str) -> None:
+    """Import the module a recipe names, so that it registers its entries: a dotted name, or the path of a .py
+    file (imported once per process, under a name derived from its path, the same in every process, so that
+    worker processes can unpickle what it defines). Raises FileNotFoundError, ImportError, or whatever the
+    module raises; callers turn these into their one-line errors."""
+    import hashlib
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if not (module.endswith(".py") or "/" in module):
+        importlib.import_module(module)
+        return
+    path = Path(module).expanduser().resolve()
+    name = f"{prefix}_{path.stem}_{hashlib.blake2b(str(path).encode(), digest_size=4).hexdigest()}"
+    if name in sys.modules:
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python file")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[name]
+        raise

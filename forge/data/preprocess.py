@@ -8,16 +8,11 @@ shards come back in order, so the result does not depend on the number of proces
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib
-import importlib.util
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -26,6 +21,7 @@ from forge.data.errors import DataError
 from forge.data.papers import GeneAnnotation, ScientificPaper, Section, validation_reason
 from forge.data.steps import STEPS, StepContext, StepOutput, is_per_paper
 from forge.recipe.schema import PreprocessStep
+from forge.registry import import_user_module
 
 ENTRY_POINT_GROUP = "forge.steps"
 MIN_PAPERS_PER_PROCESS = 2000  # below this a process pool costs more than it saves
@@ -79,26 +75,10 @@ def load_user_modules(modules: Sequence[str]) -> None:
 
 def load_user_module(module: str) -> None:
     """Import the module a recipe step names (a dotted name, or a path to a .py file), once per process."""
-    if module.endswith(".py") or "/" in module:
-        path = Path(module).expanduser().resolve()
-        # The same name in every process, so a worker can unpickle the step's arguments model.
-        name = f"forge_user_steps_{path.stem}_{hashlib.blake2b(str(path).encode(), digest_size=4).hexdigest()}"
-        if name in sys.modules:
-            return
-        if not path.is_file():
-            raise DataError(f"step module file {path} does not exist", "check the module path in preprocess")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[name] = loaded
-        try:
-            spec.loader.exec_module(loaded)
-        except Exception:
-            del sys.modules[name]
-            raise
-        return
     try:
-        importlib.import_module(module)
+        import_user_module(module, "forge_user_steps")
+    except FileNotFoundError as error:
+        raise DataError(f"step module file {error}", "check the module path in preprocess") from error
     except ModuleNotFoundError as error:
         raise DataError(f"cannot import step module {module!r}: {error}",
                         "install it, or put it on PYTHONPATH, or give a path to a .py file") from error

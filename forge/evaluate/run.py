@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.evaluate.errors import EvaluationError
+from forge.run_target import resolve_run_target
 
 EXIT_OK, EXIT_GATE_FAILED = 0, 1
 NO_BASELINE = ("none", "null", "")
@@ -21,23 +22,7 @@ NO_BASELINE = ("none", "null", "")
 
 def resolve_target(target: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, Path]:
     """(resolved recipe, run directory) for a run directory (its saved recipe.yaml) or a recipe file."""
-    from forge.plan import compile_plan
-    from forge.recipe.validate import resolve
-
-    path = Path(target).expanduser()
-    if path.is_dir():
-        if not (path / "recipe.yaml").is_file():
-            raise EvaluationError(f"{path} is not a run directory: it has no recipe.yaml",
-                                  "give a run directory written by forge run, or the recipe file")
-        return resolve(path / "recipe.yaml", list(overrides)), path
-    if path.is_file():
-        resolved = resolve(path, list(overrides))
-        run_dir = Path(compile_plan(resolved.recipe).run_dir)
-        if not run_dir.is_dir():
-            raise EvaluationError(f"the run directory {run_dir} of {path} does not exist",
-                                  f"train it first: forge run {path}")
-        return resolved, run_dir
-    raise EvaluationError(f"{target} is neither a run directory nor a recipe file", "check the path")
+    return resolve_run_target(target, overrides, EvaluationError)
 
 
 def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool = True, *,

@@ -7,11 +7,8 @@ warning, and the status is returned for the report.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,18 +58,10 @@ def log_report(uri: str, run_id: str, report: Mapping[str, Any], folder: Path) -
 
 def _check_reachable(uri: str, timeout: float = 3.0) -> None:
     """A dead server must cost seconds, and a missing SQLite file must not be created empty."""
-    if uri.startswith(("http://", "https://")):
-        from forge.track.mlflow_log import HTTP_DEFAULTS
+    from forge.track.mlflow_log import check_server
 
-        for key, value in HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
-                if response.status >= 400:
-                    raise ConnectionError(f"tracking server {uri} answered {response.status}")
-        except (urllib.error.URLError, OSError) as e:
-            raise ConnectionError(f"tracking server {uri} is unreachable: {getattr(e, 'reason', e)}") from None
-    elif uri.startswith("sqlite:///"):
+    check_server(uri, timeout)
+    if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.is_file():
             raise FileNotFoundError(f"the tracking database {path} does not exist")

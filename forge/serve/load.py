@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.serve.errors import ServeError
+from forge.run_target import resolve_run_target
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -55,23 +56,7 @@ class ServedModel:
 
 def resolve_target(target: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, Path]:
     """(resolved recipe, run directory) for a run directory (its saved recipe.yaml) or a recipe file."""
-    from forge.plan import compile_plan
-    from forge.recipe.validate import resolve
-
-    path = Path(target).expanduser()
-    if path.is_dir():
-        if not (path / "recipe.yaml").is_file():
-            raise ServeError(f"{path} is not a run directory: it has no recipe.yaml",
-                             "give a run directory written by forge run, or the recipe file")
-        return resolve(path / "recipe.yaml", list(overrides)), path
-    if path.is_file():
-        resolved = resolve(path, list(overrides))
-        run_dir = Path(compile_plan(resolved.recipe).run_dir)
-        if not run_dir.is_dir():
-            raise ServeError(f"the run directory {run_dir} of {path} does not exist",
-                             f"train it first: forge run {path}")
-        return resolved, run_dir
-    raise ServeError(f"{target} is neither a run directory nor a recipe file", "check the path")
+    return resolve_run_target(target, overrides, ServeError)
 
 
 def serving_quantization(recipe: Any) -> dict[str, Any] | None:
@@ -95,7 +80,7 @@ def check_machine(serving: Any, cuda: bool) -> None:
                          "pick a port from 1024 to 65535 (--port)")
     if serving.device == "cuda" and not cuda:
         raise ServeError("serving.device is cuda but this machine has no CUDA GPU",
-                         "set serving.device: auto or cpu")
+                         "set serving.device: auto or cpu", doc="no-cuda-gpu")
     if serving.quantization != "none":
         from forge.model.load import check_quantization
 
@@ -214,7 +199,8 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     problem = adapter_mismatch(model, shapes, vocab)
     if problem:
         raise ServeError(f"the adapter in {adapter} does not fit the base model {served.base_source}: {problem}",
-                         "serve it with the base model it was trained on (model.name_or_path in the run's recipe.yaml)")
+                         "serve it with the base model it was trained on (model.name_or_path in the run's recipe.yaml)",
+                         doc="adapter-does-not-fit")
     notes = []
     adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     trained_on = adapter_config.get("base_model_name_or_path")

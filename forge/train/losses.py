@@ -19,15 +19,10 @@ the full logits), so Forge leaves them to it and only hands user losses to `comp
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any, Callable
 
 from forge.model.errors import ForgeRuntimeError
-from forge.registry import Registry
+from forge.registry import Registry, import_user_module
 
 LossFunction = Callable[..., Any]
 LOSSES: Registry = Registry("loss")
@@ -61,29 +56,14 @@ def completion_only(outputs: Any, labels: Any, num_items_in_batch: Any = None) -
 def import_loss_module(module: str) -> None:
     """Import the module that registers a user loss: a dotted module name or a path to a .py file."""
     try:
-        if module.endswith(".py") or "/" in module:
-            path = Path(module)
-            name = f"forge_user_loss_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
-            if name in sys.modules:
-                return
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise ForgeRuntimeError(f"training.loss_module {module} is not a Python file",
-                                        "give a dotted module name or the path of a .py file")
-            loaded = importlib.util.module_from_spec(spec)
-            sys.modules[name] = loaded
-            try:
-                spec.loader.exec_module(loaded)
-            except BaseException:
-                del sys.modules[name]
-                raise
-        else:
-            importlib.import_module(module)
-    except ForgeRuntimeError:
-        raise
+        import_user_module(module, "forge_user_loss")
+    except FileNotFoundError as e:
+        raise ForgeRuntimeError(f"training.loss_module {module} is not a Python file",
+                                "give a dotted module name or the path of a .py file", doc="loss-errors") from e
     except Exception as e:
         raise ForgeRuntimeError(f"importing training.loss_module {module} failed: {type(e).__name__}: {e}",
-                                "fix the module; it should only register losses with @LOSSES.register") from e
+                                "fix the module; it should only register losses with @LOSSES.register",
+                                doc="loss-errors") from e
 
 
 def loss_function(name: str, module: str | None = None) -> LossFunction | None:
@@ -94,7 +74,8 @@ def loss_function(name: str, module: str | None = None) -> LossFunction | None:
         close = LOSSES.suggest(name)
         raise ForgeRuntimeError(
             f"unknown loss {name!r}" + (f"; did you mean {close!r}?" if close else ""),
-            f"registered losses: {', '.join(LOSSES.names())}; register your own in training.loss_module")
+            f"registered losses: {', '.join(LOSSES.names())}; register your own in training.loss_module",
+            doc="loss-errors")
     if name in BUILTIN_LOSSES:
         return None
     return LOSSES.get(name).function
