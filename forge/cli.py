@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from forge.recipe.errors import RecipeError, RecipeIssue
+from forge.errors import doc_anchor, see_docs
+from forge.recipe.errors import RecipeError, RecipeIssue, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -29,12 +30,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     issues: list[RecipeIssue] = []
     for path in args.recipes:
         try:
-            resolve(path, args.override or [])
+            resolved = resolve(path, args.override or [])
         except RecipeError as e:
             issues += [i for i in e.issues if i not in issues]  # a parent's problem is reported once
         else:
             if not args.json:
                 print(f"{path}: ok")
+                for note in resolved.notes:  # paths that leave their recipe's folder through a symlink
+                    print(note.format())
     _print_issues(issues, args.json)
     return EXIT_BAD_INPUT if issues else EXIT_OK
 
@@ -217,5 +220,5 @@ def main(argv: list[str] | None = None) -> int:
         code = getattr(e, "exit_code", None)
         if code is None:
             raise
-        print(f"forge: {e}", file=sys.stderr)
+        print(one_line(f"forge: {e}") + see_docs(doc_anchor(e)), file=sys.stderr)
         return int(code)

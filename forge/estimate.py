@@ -6,7 +6,7 @@ architectures; anything else is reported as unknown rather than guessed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +44,17 @@ def model_shape(recipe: Recipe) -> Shape | None:
         t = m.tiny
         return Shape(t.hidden_size, t.num_layers, t.num_heads, t.num_heads, t.intermediate_size, t.vocab_size)
     config = Path(m.name_or_path) / "config.json"
-    if config.is_file():
-        try:
-            c = json.loads(config.read_text(encoding="utf-8"))
-            return Shape(c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"],
-                         c.get("num_key_value_heads", c["num_attention_heads"]),
-                         c.get("intermediate_size", 4 * c["hidden_size"]), c["vocab_size"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-    return KNOWN_SHAPES.get(m.name_or_path)
+    try:
+        if not config.is_file():
+            return KNOWN_SHAPES.get(m.name_or_path)
+        c = json.loads(config.read_text(encoding="utf-8"))
+        shape = Shape(c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"],
+                      c.get("num_key_value_heads", c["num_attention_heads"]),
+                      c.get("intermediate_size", 4 * c["hidden_size"]), c["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):  # also a name too long for a path: no estimate
+        return None
+    # a config with a zero, negative or non-integer size gives no estimate (rather than a division by zero)
+    return shape if all(isinstance(v, int) and v > 0 for v in astuple(shape)) else None
 
 
 def _linear_shapes(s: Shape) -> dict[str, tuple[int, int]]:

@@ -92,6 +92,30 @@ def read_sources(sources: Sequence[DataSource], on_error: Literal["skip", "fail"
     return result
 
 
+def source_digests(sources: Sequence[DataSource]) -> dict[str, str]:
+    """sha256 of every local file the sources name (each file of a folder), keyed by absolute path; a run
+    records them so that a resume can tell when its data changed. Hub datasets and missing paths are left out
+    (the reader reports a missing path)."""
+    import hashlib
+
+    digests: dict[str, str] = {}
+    for source in sources:
+        if not source.path:
+            continue
+        path = Path(source.path).resolve()
+        files = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".")
+                                                                  for part in p.relative_to(path).parts)
+        ) if path.is_dir() else []
+        for file in files:
+            digest = hashlib.sha256()
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            digests[str(file)] = digest.hexdigest()
+    return digests
+
+
 def _raw_items(source: DataSource, files: list[str]) -> Iterator[RawItem]:
     if source.hf_dataset:
         files.append(f"hf:{source.hf_dataset}[{source.hf_split}]")

@@ -54,12 +54,12 @@ def check_quantization(quantization: Mapping[str, Any] | None) -> None:
     bits = "4-bit" if quantization.get("load_in_4bit") else "8-bit"
     if not cuda_available():
         raise ForgeRuntimeError(f"{bits} quantization needs a CUDA GPU (bitsandbytes) and none was found",
-                                "set quantization.mode: none to train on the CPU, or run on a GPU machine")
+                                "set quantization.mode: none to train on the CPU, or run on a GPU machine", doc="no-cuda-gpu")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise ForgeRuntimeError(f"{bits} quantization needs the bitsandbytes package, which is not installed",
-                                "pip install 'forge-finetune[gpu]'") from None
+                                "pip install 'forge-finetune[gpu]'", doc="bitsandbytes-missing") from None
 
 
 def resolve_source(name_or_path: str, tiny: Mapping[str, int] | None = None, what: str = "model") -> str:
@@ -71,17 +71,17 @@ def resolve_source(name_or_path: str, tiny: Mapping[str, int] | None = None, wha
     if name_or_path == TINY_BERT:
         return str(tiny_bert(tiny))
     if name_or_path.startswith("forge:"):
-        raise ForgeRuntimeError(f"unknown built-in model {name_or_path!r}", f"use {TINY_LLAMA} or {TINY_BERT}")
+        raise ForgeRuntimeError(f"unknown built-in model {name_or_path!r}", f"use {TINY_LLAMA} or {TINY_BERT}", doc="model-not-found")
     path = Path(name_or_path).expanduser()
     if path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists():
         if not path.is_dir():
             raise ForgeRuntimeError(f"{what} path {name_or_path} does not exist",
                                     f"point model.{'name_or_path' if what == 'model' else 'tokenizer'} at a "
-                                    "from_pretrained folder or a Hugging Face id")
+                                    "from_pretrained folder or a Hugging Face id", doc="model-not-found")
         needed = ("config.json",) if what == "model" else ("tokenizer_config.json", "tokenizer.json")
         if not any((path / name).is_file() for name in needed):
             raise ForgeRuntimeError(f"{what} folder {name_or_path} has no {' or '.join(needed)}",
-                                    "save it with save_pretrained, or download it with huggingface-cli")
+                                    "save it with save_pretrained, or download it with huggingface-cli", doc="model-not-found")
         return str(path)
     return name_or_path
 
@@ -92,7 +92,7 @@ def _hub_error(name: str, what: str, error: Exception) -> ForgeRuntimeError:
         f"cannot load the {what} {name!r}: it is not a local folder and the Hugging Face Hub could not "
         f"provide it (no network?): {first}",
         f"download it with `huggingface-cli download {name} --local-dir DIR` and set model.name_or_path to DIR, "
-        "or set HF_HUB_OFFLINE=1 to use what is already in the Hugging Face cache")
+        "or set HF_HUB_OFFLINE=1 to use what is already in the Hugging Face cache", doc="hub-not-reachable")
 
 
 def _is_local(source: str) -> bool:
@@ -117,12 +117,14 @@ def _tokenizer_from(plan_model: Mapping[str, Any], source: str, notes: list[str]
     except (OSError, ValueError) as e:
         if _is_local(tok_source):
             raise ForgeRuntimeError(f"cannot load the tokenizer in {tok_source}: {e}".splitlines()[0],
-                                    "the folder needs tokenizer files saved by save_pretrained") from None
+                                    "the folder needs tokenizer files saved by save_pretrained",
+                                    doc="tokenizer-problems") from None
         raise _hub_error(tok_source, "tokenizer", e) from None
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ForgeRuntimeError(f"the tokenizer of {name} has neither a pad nor an eos token",
-                                    "use a tokenizer that defines eos_token, or set model.tokenizer")
+                                    "use a tokenizer that defines eos_token, or set model.tokenizer",
+                                    doc="tokenizer-problems")
         tokenizer.pad_token = tokenizer.eos_token
         notes.append(f"tokenizer has no pad token: using its eos token {tokenizer.eos_token!r} for padding")
     domain = [t for t in plan_model.get("domain_tokens") or [] if t not in tokenizer.get_vocab()]
@@ -170,7 +172,8 @@ def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping
         if _is_local(source):
             first = (str(e).strip().splitlines() or [""])[0]
             raise ForgeRuntimeError(f"cannot load the model in {source}: {type(e).__name__}: {first}",
-                                    "check that the folder holds a complete save_pretrained model") from e
+                                    "check that the folder holds a complete save_pretrained model",
+                                    doc="model-not-found") from e
         if isinstance(e, (OSError, ValueError)):
             raise _hub_error(source, "model", e) from None
         raise

@@ -50,7 +50,8 @@ def demo_corpus_texts() -> list[str]:
     path = demo_corpus_path()
     if not path.is_file():
         raise ForgeRuntimeError(f"the demo corpus {path} is missing, and forge:tiny-llama trains its tokenizer on it",
-                                "run from a Forge checkout, or point model.name_or_path at a model folder")
+                                "run from a Forge checkout, or point model.name_or_path at a model folder",
+                                doc="model-not-found")
     return list(_strings(json.loads(path.read_text(encoding="utf-8"))))
 
 

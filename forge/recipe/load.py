@@ -66,6 +66,7 @@ class Document:
 
     data: dict[str, Any]
     positions: dict[tuple[Any, ...], Position]
+    notes: dict[tuple[Any, ...], RecipeIssue] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class RawRecipe:
     positions: dict[tuple[Any, ...], Position]
     chain: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    notes: list[RecipeIssue] = field(default_factory=list)  # paths that leave their file's folder via a symlink
 
 
 def display_path(path: Path) -> str:
@@ -95,6 +97,11 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple[Any, ...], Positio
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise RecipeError([RecipeIssue(file, line, col, "", f"malformed YAML: {e.problem or e.context}")]) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow: place it, one line
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise RecipeError([RecipeIssue(file, line, col, "", f"malformed YAML: character {e.character!r} is not "
+                                                            "allowed (control characters are not)")]) from None
     except yaml.YAMLError as e:
         raise RecipeError([RecipeIssue(file, 1, 1, "", f"malformed YAML: {e}")]) from None
     positions: dict[tuple[Any, ...], Position] = {}
@@ -187,17 +194,43 @@ def read_document(path: Path) -> Document:
         raise RecipeError([RecipeIssue(file, 1, 1, "", "recipe is empty")])
     if not isinstance(data, dict):
         raise RecipeError([RecipeIssue(file, 1, 1, "", f"a recipe is a mapping of sections, got a {_kind(data)}")])
-    _absolutise_paths(data, path.parent)
-    return Document(data, positions)
+    rewritten = _absolutise_paths(data, path.parent)
+    notes = {}
+    for key_path, value in rewritten:
+        real = symlink_escape(Path(value), path.parent)
+        pos = positions.get(key_path)
+        if real is not None and pos is not None:
+            notes[key_path] = _escape_note(pos, key_path, real, path.parent)
+    return Document(data, positions, notes)
+
+
+def symlink_escape(target: Path, folder: Path) -> Path | None:
+    """Where `target` really is, when it is written inside `folder` but a symlink takes it outside; else None.
+    A path written with `..` or as an absolute path leaves the folder visibly and is not reported."""
+    lexical = Path(os.path.normpath(target))
+    try:
+        if not lexical.is_relative_to(folder):
+            return None
+        real = lexical.resolve()
+        return None if real.is_relative_to(folder.resolve()) else real
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def _escape_note(pos: Position, key_path: tuple[Any, ...], real: Path, folder: Path) -> RecipeIssue:
+    return RecipeIssue(pos.file, pos.line, pos.column, dotted(key_path),
+                       f"note: resolves through a symlink to {real}, outside {display_path(folder)}/")
 
 
 def _kind(value: Any) -> str:
     return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "value")
 
 
-def _absolutise_paths(data: dict[str, Any], folder: Path) -> None:
+def _absolutise_paths(data: dict[str, Any], folder: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """Make the recipe-relative paths absolute; returns (key path, new value) of each one rewritten."""
+    rewritten = []
     for pattern in RECIPE_RELATIVE_PATHS:
-        for holder, key in _matches(data, pattern.split(".")):
+        for key_path, holder, key in _matches(data, pattern.split(".")):
             value = holder[key]
             if not isinstance(value, str) or not value or os.path.isabs(value) or value.startswith("forge:"):
                 continue
@@ -205,23 +238,32 @@ def _absolutise_paths(data: dict[str, Any], folder: Path) -> None:
                 continue  # a dotted module name is imported, not a file
             expanded = os.path.expanduser(value)
             candidate = folder / expanded
-            looks_local = value.startswith((".", "~")) or candidate.exists()
+            looks_local = value.startswith((".", "~")) or _exists(candidate)
             if pattern in ALWAYS_PATHS or looks_local:
                 holder[key] = str(Path(os.path.normpath(candidate if not os.path.isabs(expanded) else expanded)))
+                rewritten.append((key_path, holder[key]))
+    return rewritten
 
 
-def _matches(node: Any, parts: list[str]) -> list[tuple[Any, Any]]:
-    """(container, key) pairs addressed by a dotted pattern where * matches every list item."""
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the system, a NUL byte: not a local path
+        return False
+
+
+def _matches(node: Any, parts: list[str], prefix: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any, Any]]:
+    """(key path, container, key) addressed by a dotted pattern where * matches every list item."""
     if not parts:
         return []
     head, rest = parts[0], parts[1:]
     if head == "*":
-        keys = list(range(len(node))) if isinstance(node, list) else []
+        keys: list[Any] = list(range(len(node))) if isinstance(node, list) else []
     else:
         keys = [head] if isinstance(node, dict) and head in node else []
     if not rest:
-        return [(node, k) for k in keys]
-    return [m for k in keys for m in _matches(node[k], rest)]
+        return [(prefix + (k,), node, k) for k in keys]
+    return [m for k in keys for m in _matches(node[k], rest, prefix + (k,))]
 
 
 def _merge(base: dict[str, Any], child: dict[str, Any], positions: dict[tuple[Any, ...], Position],
@@ -253,7 +295,11 @@ def _drop_positions(positions: dict[tuple[Any, ...], Position], path: tuple[Any,
         del positions[p]
 
 
-def _load_chain(path: Path, stack: list[Path]) -> tuple[dict[str, Any], dict[tuple[Any, ...], Position], list[str]]:
+def _load_chain(path: Path, stack: list[Path], notes: dict[tuple[Any, ...], RecipeIssue] | None = None
+                ) -> tuple[dict[str, Any], dict[tuple[Any, ...], Position], list[str]]:
+    """The merged data, positions and file chain of `path`; symlink-escape notes are added to `notes`
+    (the last file to set a key wins, as for values; `extends` notes are keyed by their file)."""
+    notes = {} if notes is None else notes
     doc = read_document(path)
     file = display_path(path)
     parents = doc.data.pop("extends", None)
@@ -269,30 +315,48 @@ def _load_chain(path: Path, stack: list[Path]) -> tuple[dict[str, Any], dict[tup
     positions: dict[tuple[Any, ...], Position] = {}
     chain: list[str] = []
     for parent in parents:
-        parent_path = (path.parent / parent).resolve()
+        try:
+            parent_path = (path.parent / parent).resolve()
+            found = parent_path.is_file()
+        except (OSError, RuntimeError, ValueError) as e:  # a name too long, a symlink loop, a NUL byte
+            raise RecipeError([RecipeIssue(file, ext_pos.line, ext_pos.column, "extends",
+                                           f"bad parent path {_show_path(repr(parent))}: {getattr(e, 'strerror', e)}")
+                               ]) from None
         names = " -> ".join(display_path(p) for p in [*stack, parent_path])
         if parent_path in stack:
             raise RecipeError([RecipeIssue(file, ext_pos.line, ext_pos.column, "extends", f"cycle: {names}")])
         if len(stack) > MAX_EXTENDS_DEPTH:
             raise RecipeError([RecipeIssue(file, ext_pos.line, ext_pos.column, "extends",
                                            f"chain deeper than {MAX_EXTENDS_DEPTH}: {names}")])
-        if not parent_path.is_file():
+        if not found:
             raise RecipeError([RecipeIssue(file, ext_pos.line, ext_pos.column, "extends",
-                                           f"parent recipe not found: {parent} (chain: {names})")])
-        data, parent_positions, parent_chain = _load_chain(parent_path, [*stack, parent_path])
+                                           f"parent recipe not found: {_show_path(parent)} (chain: {names})")])
+        real = symlink_escape(path.parent / parent, path.parent)
+        if real is not None:
+            notes[("extends", file, parent)] = _escape_note(ext_pos, ("extends",), real, path.parent)
+        data, parent_positions, parent_chain = _load_chain(parent_path, [*stack, parent_path], notes)
         _merge(merged, data, positions, parent_positions, ())
         chain += [c for c in parent_chain if c not in chain]
     _merge(merged, doc.data, positions, doc.positions, ())
+    notes.update(doc.notes)
     chain.append(file)
     return merged, positions, chain
+
+
+def _show_path(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> RawRecipe:
     """Read a recipe, merge its parents, apply overrides; the result is not yet validated."""
     top = Path(path)
-    data, positions, chain = _load_chain(top.resolve() if top.exists() else top, [top.resolve()])
+    notes: dict[tuple[Any, ...], RecipeIssue] = {}
+    data, positions, chain = _load_chain(top.resolve() if top.exists() else top, [top.resolve()], notes)
     raw = RawRecipe(top, data, positions, chain, list(overrides))
     apply_overrides(raw, list(overrides))
+    # a note stands while the key it is about still comes from the file it was made for
+    raw.notes = [n for k, n in notes.items() if k[0] == "extends" or (
+        (pos := raw.positions.get(k)) is not None and (pos.file, pos.line, pos.column) == (n.file, n.line, n.column))]
     run = raw.data.setdefault("run", {})
     if isinstance(run, dict) and not run.get("name"):
         run["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", top.stem).lstrip("._-")[:100] or "run"
@@ -308,13 +372,15 @@ def apply_overrides(raw: RawRecipe, overrides: list[str]) -> None:
         where = Position(OVERRIDES_FILE, index, 1)
         delete = text.startswith("~")
         key, sep, value_text = text[1:].partition("=") if delete else text.partition("=")
+        shown = dotted(tuple(key.split("."))) if key else ""
         if (not delete and not sep) or (delete and sep) or not key:
-            issues.append(RecipeIssue(where.file, index, 1, key, f"expected key.path=value or ~key.path, got {text!r}"))
+            issues.append(RecipeIssue(where.file, index, 1, shown, f"expected key.path=value or ~key.path, got "
+                                                                   f"{_show_path(repr(text))}"))
             continue
         parts: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
         problem = schema_path_issue(parts, raw.data)
         if problem:
-            issues.append(RecipeIssue(where.file, index, 1, key, *problem))
+            issues.append(RecipeIssue(where.file, index, 1, shown, *problem))
             continue
         if delete:
             _delete_path(raw.data, parts)
@@ -323,7 +389,7 @@ def apply_overrides(raw: RawRecipe, overrides: list[str]) -> None:
         try:
             value, _ = parse_yaml(value_text, OVERRIDES_FILE)
         except RecipeError as e:
-            issues.append(RecipeIssue(where.file, index, 1, key, e.issues[0].message))
+            issues.append(RecipeIssue(where.file, index, 1, shown, e.issues[0].message))
             continue
         _set_path(raw.data, parts, value)
         _drop_positions(raw.positions, tuple(parts))
@@ -333,17 +399,18 @@ def apply_overrides(raw: RawRecipe, overrides: list[str]) -> None:
 
 
 def _set_path(data: Any, parts: list[Any], value: Any) -> None:
-    for part in parts[:-1]:
-        if isinstance(data, dict):
-            data = data.setdefault(part, {})
-        else:
-            data = data[part]
+    for part, following in zip(parts[:-1], parts[1:]):
+        if isinstance(data, dict) and isinstance(following, str) and not isinstance(data.get(part), dict):
+            data[part] = {}  # a key set inside a section that an earlier override made a value (`lora=`)
+        data = data[part] if isinstance(data, list) else data.setdefault(part, {})
     data[parts[-1]] = value
 
 
 def _delete_path(data: Any, parts: list[Any]) -> None:
     for part in parts[:-1]:
         data = data.get(part, {}) if isinstance(data, dict) else data[part]
+        if not isinstance(data, (dict, list)):
+            return  # nothing to delete below a plain value
     if isinstance(data, dict):
         data.pop(parts[-1], None)
     elif isinstance(data, list) and isinstance(parts[-1], int) and parts[-1] < len(data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class Resolved:
     chain: list[str]
     overrides: list[str]
     positions: dict[tuple[Any, ...], Position]
+    notes: list[RecipeIssue] = field(default_factory=list)  # see forge.recipe.load.symlink_escape
 
     @property
     def yaml_text(self) -> str:
@@ -81,7 +82,7 @@ def validate(raw: RawRecipe) -> Resolved:
     issues = [place(raw.positions, top, path, message, hint) for path, message, hint in check_rules(recipe)]
     if issues:
         raise RecipeError(issues)
-    return Resolved(recipe, raw.path, raw.chain, raw.overrides, raw.positions)
+    return Resolved(recipe, raw.path, raw.chain, raw.overrides, raw.positions, raw.notes)
 
 
 def place(positions: dict[tuple[Any, ...], Position], top: str, path: tuple[Any, ...], message: str,
@@ -206,5 +207,6 @@ def schema_path_issue(parts: list[Any], data: dict[str, Any]) -> tuple[str, str]
         if isinstance(part, int) and (not isinstance(value, list) or part >= len(value)):
             return f"no item {part} in {dotted(tuple(parts[:i]))}", ""
         node = nxt
-        value = value.get(part) if isinstance(value, dict) else value[part] if isinstance(value, list) else None
+        value = value.get(part) if isinstance(value, dict) else \
+            value[part] if isinstance(value, list) and isinstance(part, int) else None
     return None

@@ -90,6 +90,21 @@ def check_machine(serving: Any, cuda: bool) -> None:
                          f"{serving.timeout:g}s", "a request must be able to wait for its batch to fill")
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before the model loads (the server would fail only after)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a closing port is free
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                             "another process holds the port: stop it, or pick another with --port",
+                             doc="port-in-use") from None
+
+
 def prepare_served(resolved: Any, run_dir: Path) -> ServedModel:
     """Check the run directory and build the ServedModel; raise ServeError for a run that cannot be served."""
     from forge.model.load import resolve_source

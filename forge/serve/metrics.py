@@ -105,8 +105,9 @@ def metrics_text(spec: Any) -> tuple[bytes, str]:
 
 class RequestGuard:
     """ASGI middleware: refuses a body over the size limit by its Content-Length (413, before reading it) and
-    a POST to json_paths that is not JSON (415), and counts every request and its latency by endpoint (unknown
-    paths count as "other")."""
+    a POST to json_paths that is not JSON (415), counts every request and its latency by endpoint (unknown
+    paths count as "other"), and echoes a client's X-Request-ID header on the answer (to match answers to
+    requests when tracing)."""
 
     def __init__(self, app: Any, max_bytes: int, endpoints: Iterable[str], json_paths: Iterable[str] = ()) -> None:
         self.app = app
@@ -122,14 +123,18 @@ class RequestGuard:
         started = time.perf_counter()
         status = {"code": 500}
 
+        headers = dict(scope.get("headers") or [])
+        request_id = _request_id(headers)
+
         async def counted_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                if request_id is not None:
+                    message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id)]}
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 _observe(endpoint, status["code"], started)
 
-        headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         refusal = None
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
@@ -139,7 +144,7 @@ class RequestGuard:
             refusal = 415, "the request body must be JSON: send it with Content-Type: application/json", \
                 "unsupported_media_type"
         if refusal is not None:
-            await _send_json(send, refusal[0], error_body(*refusal))
+            await _send_json(send, refusal[0], error_body(*refusal), request_id)
             _observe(endpoint, refusal[0], started)
             return
         try:
@@ -147,6 +152,14 @@ class RequestGuard:
         except Exception:
             _observe(endpoint, 500, started)
             raise
+
+
+def _request_id(headers: dict[bytes, bytes]) -> bytes | None:
+    """The client's X-Request-ID when it is short printable ASCII (anything else is not echoed)."""
+    value = headers.get(b"x-request-id")
+    if value and len(value) <= 128 and all(33 <= c < 127 for c in value):
+        return value
+    return None
 
 
 def _is_json(headers: dict[bytes, bytes]) -> bool:
@@ -160,11 +173,12 @@ def _observe(endpoint: str, status: int, started: float) -> None:
     metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
 
 
-async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Any, status: int, body: dict[str, Any], request_id: bytes | None = None) -> None:
     import json
 
     payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+               (b"connection", b"close")]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close")]})
+                "headers": headers + ([(b"x-request-id", request_id)] if request_id is not None else [])})
     await send({"type": "http.response.body", "body": payload})

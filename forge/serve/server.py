@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from forge.serve.errors import ServeError, ServeFailed
-from forge.serve.load import ServedModel, check_machine, prepare_served, resolve_target
+from forge.serve.load import ServedModel, check_machine, check_port_free, prepare_served, resolve_target
 from forge.serve.protocol import Limits
 
 API_PATHS = ("/v1/chat/completions", "/v1/models", "/v1/generate", "/v1/summarize", "/v1/analyze", "/v1/batch")
@@ -33,6 +33,7 @@ def serve(target: str, overrides: Sequence[str] = (), *, host: str | None = None
     check_machine(settings, torch.cuda.is_available())
     digest = _api_key_digest(settings.api_key_env)
     served = prepare_served(resolved, run_dir)
+    check_port_free(settings.host, settings.port)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer is used again after the fork
     from transformers import AutoTokenizer
 
@@ -56,7 +57,7 @@ def _api_key_digest(env_name: str | None) -> str | None:
     if not key.strip():
         raise ServeError(f"serving.api_key_env names the environment variable {env_name}, which is not set",
                          f"export {env_name}=<key> before forge serve, or remove serving.api_key_env to serve "
-                         "without a key")
+                         "without a key", doc="api-key-not-set")
     from forge.serve.api import key_digest
 
     return key_digest(key.strip())

@@ -14,6 +14,8 @@ class TrackingError(ForgeError):
 class StoreUnreachable(TrackingError):
     """The tracking server does not answer, or the local store does not exist."""
 
+    doc = "tracking-server-away"
+
 
 class UnknownRun(TrackingError):
     """No run (or more than one) matches the id the user gave."""

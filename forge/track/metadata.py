@@ -149,10 +149,17 @@ def git_state(folder: Path) -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         state.setdefault("dirty", True)
     try:
-        state["remote"] = git("remote", "get-url", "origin")
+        state["remote"] = _without_credentials(git("remote", "get-url", "origin"))
     except (OSError, subprocess.SubprocessError):
         pass
     return state
+
+
+def _without_credentials(url: str) -> str:
+    """A remote URL without the user:token@ that CI checkouts put in it (never recorded with a run)."""
+    import re
+
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def _user() -> str:

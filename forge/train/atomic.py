@@ -3,6 +3,7 @@ flushed and fsync'd, then renamed over the target (rename is atomic on POSIX fil
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -67,3 +68,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def disk_full(error: BaseException, folder: Path, free_below: int = 16 * 2**20) -> bool:
+    """Whether an error while writing to folder came from a full disk: ENOSPC, or an error without errno
+    (torch.save's "iostream error") while the folder's file system has almost no space left."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno == errno.ENOSPC
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < free_below

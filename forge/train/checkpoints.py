@@ -3,10 +3,14 @@
 The trainer writes `checkpoints/checkpoint-<step>/` (adapter, optimizer, scheduler, RNG states, trainer state
 with the data position). Forge then fsyncs those files and writes `forge-complete.json` (step, file sizes)
 last: a checkpoint without a valid marker is incomplete (a kill or a full disk mid-save) and is never
-resumed from. Retention (keep the last N and the best) is the trainer's `save_total_limit`.
+resumed from. The marker also holds the SHA-256 of every file up to HASHED_BYTES (the adapter, trainer state,
+RNG states; for LoRA the optimizer too), so a file damaged later, even at the same size, makes the checkpoint
+incomplete; larger files (a full model's optimizer state) are checked by size only, to keep saves fast.
+Retention (keep the last N and the best) is the trainer's `save_total_limit`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +23,7 @@ from forge.model.errors import ForgeRuntimeError
 from forge.train.atomic import fsync_dir, read_jsonl, write_json, write_text
 
 MARKER = "forge-complete.json"
+HASHED_BYTES = 256 * 2**20
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 ResumeMode = Literal["auto", "always", "never", "prepared"]
 
@@ -33,26 +38,39 @@ def _files(folder: Path) -> dict[str, int]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_marker(folder: Path, step: int) -> None:
     """Declare a saved checkpoint complete: fsync its files, then write the marker atomically."""
     folder = Path(folder)
-    for rel in _files(folder):
+    files = _files(folder)
+    for rel in files:
         with open(folder / rel, "rb") as f:
             os.fsync(f.fileno())
     for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
         fsync_dir(sub)
-    write_json(folder / MARKER, {"step": step, "written_at": time.time(), "files": _files(folder)})
+    hashes = {rel: _sha256(folder / rel) for rel, size in files.items() if size <= HASHED_BYTES}
+    write_json(folder / MARKER, {"step": step, "written_at": time.time(), "files": files, "sha256": hashes})
 
 
 def is_complete(folder: Path) -> bool:
-    """A marker that parses, names this step, and lists files that are all there at their recorded sizes."""
+    """A marker that parses, names this step, and lists files that are all there at their recorded sizes
+    and, where it recorded one, with their SHA-256 (markers written before hashes count by size)."""
     try:
         marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
-        files = marker["files"]
+        files, hashes = marker["files"], marker.get("sha256", {})
         if marker["step"] != checkpoint_step(folder) or not files:
             return False
-        return all((Path(folder) / rel).stat().st_size == size for rel, size in files.items())
-    except (OSError, ValueError, KeyError, TypeError):
+        if not all((Path(folder) / rel).stat().st_size == size for rel, size in files.items()):
+            return False
+        return all(_sha256(Path(folder) / rel) == digest for rel, digest in hashes.items() if rel in files)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
 
@@ -98,7 +116,8 @@ def truncate_metrics(path: Path, step: int) -> None:
     write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str]) -> Path | None:
+def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str],
+                    sources_sha256: dict[str, str] | None = None) -> Path | None:
     """Make run_dir ready and return the checkpoint to resume from, if any.
 
     auto: resume from the newest complete checkpoint when there is one, else start fresh.
@@ -106,9 +125,11 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str]) -> Path
     Starting fresh over a non-empty run directory first moves it aside.
     prepared: the launcher already decided (the processes of a multi-process run): take the newest
     complete checkpoint if there is one and change nothing.
+    sources_sha256: the data files' digests now; resuming a run whose summary recorded other digests is refused
+    (the data position in the checkpoint would point into different examples).
     """
     if resume not in ("auto", "always", "never", "prepared"):
-        raise ForgeRuntimeError(f"unknown resume mode {resume!r}", "use auto, always or never")
+        raise ForgeRuntimeError(f"unknown resume mode {resume!r}", "use auto, always or never", doc="resume-problems")
     root = run_dir / "checkpoints"
     if resume == "prepared":
         latest = latest_complete(root)
@@ -118,6 +139,8 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str]) -> Path
     if resume != "never":
         latest = latest_complete(root)
         if latest is not None:
+            if sources_sha256 is not None:
+                check_sources_unchanged(run_dir, sources_sha256)
             for path in remove_incomplete(root):
                 notes.append(f"removed incomplete checkpoint {path.name} (interrupted while saving)")
             step = checkpoint_step(latest) or 0
@@ -126,12 +149,37 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str]) -> Path
             return latest
         if resume == "always":
             raise ForgeRuntimeError(f"resume=always, but {run_dir} holds no complete checkpoint",
-                                    "run with resume auto or never to start fresh")
+                                    "run with resume auto or never to start fresh", doc="resume-problems")
     if run_dir.exists() and any(run_dir.iterdir()):
         moved = move_aside(run_dir)
         notes.append(f"starting fresh: the previous run directory was moved to {moved}")
     run_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+class DataChanged(ForgeRuntimeError):
+    """A data source file differs from the one the run started with (exit 2: bad input)."""
+
+    doc = "data-changed"
+
+
+def check_sources_unchanged(run_dir: Path, sources_sha256: dict[str, str]) -> None:
+    """Raise DataChanged when a data file recorded in the run's summary.json is gone, differs, or a new one
+    joined a source folder. A summary without digests (a run from an older Forge) is not checked."""
+    try:
+        recorded = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["data"]["sources_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(recorded, dict):
+        return
+    for file in sorted(set(recorded) | set(sources_sha256)):
+        old, new = recorded.get(file), sources_sha256.get(file)
+        if old == new:
+            continue
+        what = ("is gone" if new is None else "is new in a data source folder" if old is None
+                else f"changed (sha256 {old[:12]} -> {new[:12]})")
+        raise DataChanged(f"cannot resume {run_dir.name}: data file {file} {what} since the run started",
+                          "restore the file as it was to resume, or run with --fresh to start over on the new data")
 
 
 def checkpoint_info(root: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from forge.errors import see_docs
 from forge.plan import Plan
 from forge.train.atomic import write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
@@ -111,7 +112,12 @@ def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: Resum
     run_dir = Path(plan.run_dir).resolve()
     notes: list[str] = []
     if plan.launch.get("machine_rank", 0) == 0:
-        prepare_run_dir(run_dir, resume, notes)  # decided once, here: the processes only resume what is there
+        from forge.data.readers import source_digests
+        from forge.recipe.validate import resolve
+
+        digests = source_digests(resolve(recipe_path, overrides).recipe.data.sources)
+        # decided once, here: the processes only resume what is there
+        prepare_run_dir(run_dir, resume, notes, sources_sha256=digests)
     for note in notes:
         print(f"  note      {note}", flush=True)
     prepare_tokenizer(plan.model, plan.quantization)  # builds forge:tiny-* models once, before the processes
@@ -153,7 +159,7 @@ def _outcome(run_dir: Path, returncode: int, forwarded: list[int]) -> int:
     if forwarded and summary.get("status") == "interrupted":
         return int(summary.get("exit_code", 128 + forwarded[0]))
     if summary.get("status") == "failed" and "error" in summary and "exception" not in summary:
-        print(f"forge: {summary['error']}", file=sys.stderr)  # a failure the run explained (a NaN loss)
+        print(f"forge: {summary['error']}{see_docs('nan-loss')}", file=sys.stderr)  # the run explained it (NaN)
         return int(summary.get("exit_code", 1))
     info = checkpoint_info(run_dir / "checkpoints")
     last = info["last_checkpoint"]
@@ -163,6 +169,6 @@ def _outcome(run_dir: Path, returncode: int, forwarded: list[int]) -> int:
                          + (f" (rank 0: {cause})" if cause else "")
                          + f"; the last complete checkpoint is {last or 'none'}", **info)
     write_json(run_dir / "summary.json", summary)
-    print(f"forge: {summary['error']}; run again with --resume to continue" if last else f"forge: {summary['error']}",
-          file=sys.stderr)
+    resume = "; run again with --resume to continue" if last else ""
+    print(f"forge: {summary['error']}{resume}{see_docs('a-rank-died')}", file=sys.stderr)
     return int(summary["exit_code"])

@@ -36,7 +36,8 @@ def choose_micro_batch(effective: int, *, cuda: bool, fits: Callable[[int], bool
         if fits(size):
             return size
     raise ForgeRuntimeError("even a micro-batch of 1 does not fit in GPU memory",
-                            "lower training.max_seq_length, turn on gradient_checkpointing, or quantize to 4-bit")
+                            "lower training.max_seq_length, turn on gradient_checkpointing, or quantize to 4-bit",
+                            doc="out-of-memory")
 
 
 def cuda_probe(model: Any, max_length: int, vocab_size: int, *, gradient_checkpointing: bool = False,

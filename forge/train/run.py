@@ -7,7 +7,6 @@ adapter/ and summary.json (see docs/training.md).
 """
 from __future__ import annotations
 
-import errno
 import math
 import os
 import shutil
@@ -16,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from forge.data.readers import source_digests
 from forge.model.errors import ForgeRuntimeError
 from forge.model.report import human_bytes, peak_memory_bytes
 from forge.plan import Plan
 from forge.recipe.schema import Recipe
-from forge.train.atomic import read_jsonl, write_json, write_text
+from forge.train.atomic import disk_full, read_jsonl, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 from forge.train.progress import plan_summary, quiet_library_bars
 
@@ -66,13 +66,14 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
 
     # 1. The run directory: resume from its newest complete checkpoint, or start fresh
     previous = _read_summary(run_dir / "summary.json")
-    checkpoint = prepare_run_dir(run_dir, resume, notes)
+    digests = source_digests(recipe.data.sources) if main else {}
+    checkpoint = prepare_run_dir(run_dir, resume, notes, sources_sha256=digests if main else None)
     if main:
         write_text(run_dir / "recipe.yaml", resolved.yaml_text)
         write_json(run_dir / "plan.json", plan.to_dict())
     summary: dict[str, Any] = {"status": "running", "run_name": recipe.run.name, "run_dir": str(run_dir),
                                "resumed_from": str(checkpoint) if checkpoint else None, "started_at": started,
-                               "world_size": world}
+                               "world_size": world, "data": {"sources_sha256": digests}}
     save_summary()
     tracker = None
     try:
@@ -152,12 +153,13 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         with stop_on_signals(stopper):
             try:
                 trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-            except OSError as e:
-                if e.errno == errno.ENOSPC:
+            except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+                if disk_full(e, run_dir):
                     last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
                     raise ForgeRuntimeError(
                         f"the disk filled up while training wrote to {run_dir} ({e})",
-                        f"free some space and run again: Forge resumes from {last or 'the start'}") from e
+                        f"free some space and run again: Forge resumes from {last or 'the start'}",
+                        doc="disk-full") from e
                 raise
         status = _status(guard, stopper, trainer)
 
@@ -181,6 +183,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             say(f"forge: interrupted at step {trainer.state.global_step}; checkpoint saved, run again to resume")
 
         summary.update(_results(run_dir, trainer, metrics, loaded, bundle, settings, micro or 0, started))
+        summary["data"]["sources_sha256"] = digests
         summary.update(status=status, adapter_path=str(adapter_path) if adapter_path else None,
                        notes=notes, tracking=tracker.summary() if tracker else {"status": "disabled"})
         summary.setdefault("exit_code", EXIT_CODES.get(status, 1))
@@ -201,7 +204,10 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         if tracker:
             tracker.finish(summary["status"])
             summary.update(tracking=tracker.summary(), mlflow_run_id=tracker.run_id)
-        save_summary()
+        try:
+            save_summary()
+        except OSError:  # a full disk: the summary keeps its last state; the error that stopped the run goes up
+            pass
         raise
 
 

@@ -29,9 +29,10 @@ def resolve_precision(mode: str, *, cuda: bool, bf16_supported: bool) -> str:
         return ("bf16" if bf16_supported else "fp16") if cuda else "no"
     if mode == "fp16" and not cuda:
         raise ForgeRuntimeError("training.mixed_precision fp16 needs a CUDA GPU",
-                                "use mixed_precision: auto (or no) on the CPU")
+                                "use mixed_precision: auto (or no) on the CPU", doc="no-cuda-gpu")
     if mode == "bf16" and cuda and not bf16_supported:
-        raise ForgeRuntimeError("this GPU has no bfloat16 support", "use training.mixed_precision: fp16 or auto")
+        raise ForgeRuntimeError("this GPU has no bfloat16 support", "use training.mixed_precision: fp16 or auto",
+                                doc="no-cuda-gpu")
     return mode
 
 
@@ -67,7 +68,8 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
     if settings.early_stopping:
         if validation is None:
             raise ForgeRuntimeError("training.early_stopping needs a validation split",
-                                    "set data.split.validation above 0, or turn early stopping off")
+                                    "set data.split.validation above 0, or turn early stopping off",
+                                    doc="data-errors")
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping["patience"],
                                                early_stopping_threshold=settings.early_stopping["threshold"]))
     if task == "causal_lm":
@@ -93,7 +95,8 @@ def _encoder_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSet
     max_length = settings.args.get("max_length") or 512
     if task == "sequence_classification" and "label" not in train.column_names:
         raise ForgeRuntimeError("model.task sequence_classification needs a `label` column in the data",
-                                "give the examples integer labels, or use model.task: masked_lm")
+                                "give the examples integer labels, or use model.task: masked_lm",
+                                doc="data-errors")
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, Any]:
         return tokenizer(batch["text"], truncation=True, max_length=max_length)

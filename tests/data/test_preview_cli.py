@@ -98,7 +98,7 @@ def test_all_bad_records_with_on_error_fail_is_one_line_and_exit_2(tmp_path: Pat
     assert main(["data", "preview", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert err == (f"forge: bad record: {corpus}: record 0: no text: title, abstract, sections and full_text are all "
-                   "empty; fix the record, or set data.on_error: skip\n")
+                   "empty; fix the record, or set data.on_error: skip (see docs/troubleshooting.md#data-errors)\n")
 
 
 def test_all_bad_records_skipped_is_still_an_error(tmp_path: Path, model_dir: Path,
@@ -122,5 +122,6 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path: Path, model_dir: Path,
     assert main(["data", "preview", str(recipe)]) == 2
     captured = capsys.readouterr()
     assert captured.err == (f"forge: data source {tmp_path / 'nowhere.json'} does not exist; "
-                            "check data.sources[].path (relative to the recipe)\n")
+                            "check data.sources[].path (relative to the recipe) "
+                            "(see docs/troubleshooting.md#data-errors)\n")
     assert captured.out == ""

@@ -78,7 +78,7 @@ def test_forge_eval_bad_input_exits_2_with_one_line(trained_run: Path, tmp_path:
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err == f"forge: {tmp_path / 'missing'} is neither a run directory nor a recipe file; " \
-                                      "check the path\n"
+                                      "check the path (see docs/troubleshooting.md#evaluation-errors)\n"
     # the recipe's gene_f1 gate with only the perplexity task: a recipe error, placed at the override
     assert main(["eval", str(trained_run), "evaluation.tasks=[perplexity]"]) == 2
     err = capsys.readouterr().err

@@ -68,3 +68,16 @@ def test_settings_the_machine_cannot_honour(run_copy: Path, capsys: pytest.Captu
     assert "needs a CUDA GPU" in refused(capsys, str(run_copy), "serving.quantization=4bit")
     monkeypatch.delenv(API_KEY_ENV)
     assert f"{API_KEY_ENV}, which is not set" in refused(capsys, str(run_copy))
+
+
+def test_a_port_in_use_is_refused_before_loading_and_points_to_the_docs(run_copy: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        line = refused(capsys, str(run_copy), "--port", str(holder.getsockname()[1]))
+    assert "cannot listen on 127.0.0.1:" in line and "--port" in line
+    assert line.endswith("(see docs/troubleshooting.md#port-in-use)")
+    assert refused(capsys, str(run_copy), "--port", "80").endswith("(see docs/troubleshooting.md#serve-refuses-to-start)")
