@@ -61,7 +61,7 @@ def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int
 
     done = _read_json(f"{plan.run_dir}/summary.json")
     if resume != "never" and done.get("status") in ("completed", "stopped") and \
-            _read_text(f"{plan.run_dir}/recipe.yaml") == resolved.yaml_text:
+            _read_text(f"{plan.run_dir}/recipe.yaml") == resolved.yaml_text and _same_data(resolved, done):
         print(f"forge: {plan.run_dir} already holds this recipe's finished run ({done.get('steps')} steps, "
               f"adapter in {done.get('adapter_path')}); run with --fresh to train it again", flush=True)
         return 0
@@ -77,6 +77,14 @@ def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int
     if summary.get("status") in ("completed", "stopped") and resolved.recipe.evaluation.enabled:
         code = code or evaluate_after_training(plan.run_dir)
     return code
+
+
+def _same_data(resolved: Resolved, summary: dict[str, Any]) -> bool:
+    """Whether the data files are the ones the finished run trained on (else the resume check says what changed)."""
+    from forge.data.readers import source_digests
+
+    recorded = (summary.get("data") or {}).get("sources_sha256")
+    return recorded is None or recorded == source_digests(resolved.recipe.data.sources)
 
 
 def _read_text(path: str) -> str | None:

@@ -127,6 +127,18 @@ def test_a_data_file_changed_between_runs_refuses_to_resume(tmp_path: Path, tiny
     assert summary["status"] == "completed" and "checkpoint-" in summary["resumed_from"]
     assert summary["data"]["sources_sha256"] == recorded
 
+    # running the finished recipe again trains nothing, unless its data changed since
+    args = ["run", str(recipe), "training.max_steps=6", "training.save_steps=2"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert forge.cli.main(args) == 0
+    assert "already holds this recipe's finished run" in out.getvalue()
+    papers.write_text(json.dumps(genomics_examples[:-1] + ["A changed paper about TP53."]))
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert forge.cli.main(args) == 2
+    assert "changed (sha256" in err.getvalue() and err.getvalue().count("\n") == 1
+
     # --fresh starts over on new data (the old run directory is moved aside)
     papers.write_text(json.dumps(genomics_examples[:-1] + ["A changed paper about TP53."]))
     summary, _ = _run(recipe, "training.max_steps=2", "training.save_steps=2", resume="never")
