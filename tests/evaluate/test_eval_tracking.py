@@ -23,7 +23,8 @@ def test_metrics_and_artifacts_reach_the_run(tmp_path: Path) -> None:
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    run_id = client.create_run(client.create_experiment("forge")).info.run_id
+    experiment = client.create_experiment("forge", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id  # artifacts under tmp_path, not ./mlruns
     run_dir = tmp_path / "run"
     (run_dir / "eval").mkdir(parents=True)
     (run_dir / "eval" / "report.md").write_text("# report\n")
