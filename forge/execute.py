@@ -23,6 +23,10 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
         os.environ["CUDA_VISIBLE_DEVICES"] = "0"
     import torch
 
+    if not torch.cuda.is_available():
+        # DeepSpeed (imported by transformers when installed) otherwise probes for an accelerator and prints
+        # its finding on stdout, which would corrupt `--json` output
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     issues = runtime_issues(resolved.recipe, torch.cuda.is_available())
     if issues:
         raise RecipeError([place(resolved.positions, resolved.chain[-1], *issue) for issue in issues])

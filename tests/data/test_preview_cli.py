@@ -125,3 +125,21 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path: Path, model_dir: Path,
                             "check data.sources[].path (relative to the recipe) "
                             "(see docs/troubleshooting.md#data-errors)\n")
     assert captured.out == ""
+
+
+def test_json_preview_is_pure_json_on_stdout_even_when_the_model_is_built(tmp_path: Path) -> None:
+    """The first use of forge:tiny-llama builds it (transformers may import DeepSpeed, which prints its
+    accelerator probe); stdout must still be one JSON document."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "FORGE_CACHE": str(tmp_path / "cache")}
+    env.pop("DS_ACCELERATOR", None)
+    result = subprocess.run([sys.executable, "-m", "forge", "data", "preview", "recipes/quickstart.yaml",
+                             "model.tiny.vocab_size=256", "model.tiny.hidden_size=16", "data.max_papers=30",
+                             "-n", "1", "--json"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    preview = json.loads(result.stdout)
+    assert preview["format"] == "causal_lm" and len(preview["examples"]) == 1
