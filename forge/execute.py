@@ -12,6 +12,7 @@ from forge.plan import Plan, compile_plan
 from forge.recipe.errors import RecipeError
 from forge.recipe.rules import runtime_issues
 from forge.recipe.validate import Resolved, place, resolve
+from forge.train.atomic import read_json
 
 
 def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
@@ -23,11 +24,12 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
         os.environ["CUDA_VISIBLE_DEVICES"] = "0"
     import torch
 
-    if not torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if not cuda:
         # DeepSpeed (imported by transformers when installed) otherwise probes for an accelerator and prints
         # its finding on stdout, which would corrupt `--json` output
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    issues = runtime_issues(resolved.recipe, torch.cuda.is_available())
+    issues = runtime_issues(resolved.recipe, cuda)
     if issues:
         raise RecipeError([place(resolved.positions, resolved.chain[-1], *issue) for issue in issues])
     return resolved, plan
@@ -63,7 +65,7 @@ def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int
     print(short_plan(resolved, plan), flush=True)
     from forge.train.run import exit_code, run_recipe
 
-    done = _read_json(f"{plan.run_dir}/summary.json")
+    done = read_json(f"{plan.run_dir}/summary.json")
     if resume != "never" and done.get("status") in ("completed", "stopped") and \
             _read_text(f"{plan.run_dir}/recipe.yaml") == resolved.yaml_text and _same_data(resolved, done):
         print(f"forge: {plan.run_dir} already holds this recipe's finished run ({done.get('steps')} steps, "
@@ -77,7 +79,7 @@ def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int
         from forge.train.launch import launch_run
 
         code = launch_run(recipe_path, overrides, plan, resume=resume)
-        summary = _read_json(f"{plan.run_dir}/summary.json")
+        summary = read_json(f"{plan.run_dir}/summary.json")
     if summary.get("status") in ("completed", "stopped") and resolved.recipe.evaluation.enabled:
         code = code or evaluate_after_training(plan.run_dir)
     return code
@@ -97,14 +99,6 @@ def _read_text(path: str) -> str | None:
             return f.read()
     except OSError:
         return None
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 def evaluate_after_training(run_dir: str) -> int:

@@ -55,6 +55,15 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.flush()
 
 
+def read_json(path: Path | str) -> dict[str, Any]:
+    """A JSON object file (a summary), or {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The complete lines of a JSON-lines file; a torn last line (a kill mid-write) is skipped."""
     records = []

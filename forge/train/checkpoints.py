@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from forge.model.errors import ForgeRuntimeError
-from forge.train.atomic import fsync_dir, read_jsonl, write_json, write_text
+from forge.train.atomic import fsync_dir, read_json, read_jsonl, write_json, write_text
 
 MARKER = "forge-complete.json"
 HASHED_BYTES = 256 * 2**20
@@ -166,10 +166,7 @@ class DataChanged(ForgeRuntimeError):
 def check_sources_unchanged(run_dir: Path, sources_sha256: dict[str, str]) -> None:
     """Raise DataChanged when a data file recorded in the run's summary.json is gone, differs, or a new one
     joined a source folder. A summary without digests (a run from an older Forge) is not checked."""
-    try:
-        recorded = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["data"]["sources_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
+    recorded = (read_json(run_dir / "summary.json").get("data") or {}).get("sources_sha256")
     if not isinstance(recorded, dict):
         return
     for file in sorted(set(recorded) | set(sources_sha256)):

@@ -8,7 +8,6 @@ message and a summary that names the checkpoint to resume from.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,7 +19,7 @@ from typing import Any
 
 from forge.errors import see_docs
 from forge.plan import Plan
-from forge.train.atomic import write_json, write_text
+from forge.train.atomic import read_json, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 
 
@@ -149,10 +148,7 @@ def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: Resum
 
 def _outcome(run_dir: Path, returncode: int, forwarded: list[int]) -> int:
     """The exit code, from rank 0's summary; a process that died leaves a summary that says so."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        summary = {"run_dir": str(run_dir)}
+    summary = read_json(run_dir / "summary.json") or {"run_dir": str(run_dir)}
     finished = summary.get("status") in ("completed", "stopped", "failed", "interrupted")
     if returncode == 0 and finished:
         return int(summary.get("exit_code", 0))

@@ -20,7 +20,7 @@ from forge.model.errors import ForgeRuntimeError
 from forge.model.report import human_bytes, peak_memory_bytes
 from forge.plan import Plan
 from forge.recipe.schema import Recipe
-from forge.train.atomic import disk_full, read_jsonl, write_json, write_text
+from forge.train.atomic import disk_full, read_json, read_jsonl, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 from forge.train.progress import plan_summary, quiet_library_bars
 
@@ -65,7 +65,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             write_json(run_dir / "summary.json", summary)
 
     # 1. The run directory: resume from its newest complete checkpoint, or start fresh
-    previous = _read_summary(run_dir / "summary.json")
+    previous = read_json(run_dir / "summary.json")
     digests = source_digests(recipe.data.sources) if main else {}
     checkpoint = prepare_run_dir(run_dir, resume, notes, sources_sha256=digests if main else None)
     if main:
@@ -245,15 +245,6 @@ def _printer(progress: bool) -> Any:
             print(text, flush=True)
 
     return say
-
-
-def _read_summary(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _drop_paper_id(dataset: Any) -> Any:
