@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from forge.model.errors import ForgeRuntimeError
 from forge.model.report import ParamCount, count_parameters
@@ -215,8 +215,14 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
                       quantization: Mapping[str, Any] | None, tokenizer: LoadedTokenizer, *, seed: int = 0,
                       gradient_checkpointing: bool = False,
                       gradient_checkpointing_kwargs: Mapping[str, Any] | None = None,
-                      sharded: bool = False) -> LoadedModel:
-    """The model the plan describes, matched to the tokenizer, k-bit prepared and LoRA-wrapped as planned."""
+                      sharded: bool = False, fp32_norms: bool = False,
+                      before_lora: Callable[[Any], list[str]] | None = None) -> LoadedModel:
+    """The model the plan describes, matched to the tokenizer, k-bit prepared and LoRA-wrapped as planned.
+
+    fp32_norms: a 4/8-bit model goes through PEFT's prepare_model_for_kbit_training, which upcasts norms,
+    embeddings and the LM head to float32; off, they keep the model's dtype (faster, less memory; always so
+    under ZeRO-3/FSDP, which need one dtype). before_lora(model) may patch the base model (kernels) and
+    returns notes."""
     from transformers import set_seed
 
     check_quantization(quantization)
@@ -229,8 +235,10 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
         model.resize_token_embeddings(len(tok))
         notes.append(f"resized token embeddings to {len(tok)}")
     model.config.pad_token_id = tok.pad_token_id
-    if quantization and sharded:
+    if quantization and (sharded or not fp32_norms):
         # prepare_model_for_kbit_training casts norms to fp32; ZeRO-3/FSDP flatten parameters and need one dtype
+        for param in model.parameters():
+            param.requires_grad_(False)
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(gradient_checkpointing_kwargs or {}))
         model.enable_input_require_grads()
@@ -240,6 +248,8 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs=dict(gradient_checkpointing_kwargs or {}))
+    if before_lora is not None:
+        notes += before_lora(model)
     if lora:
         model = attach_lora(model, lora, tok.convert_tokens_to_ids(tokenizer.new_tokens))
     return LoadedModel(model=model, tokenizer=tok, source=tokenizer.source, dtype=dtype,

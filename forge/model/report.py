@@ -72,6 +72,12 @@ def memory_bytes() -> int:
         return peak_memory_bytes()
 
 
+def peak_reserved_bytes() -> int | None:
+    """Peak memory the CUDA caching allocator held (what nvidia-smi sees); None on the CPU."""
+    cuda = _cuda()
+    return int(cuda.max_memory_reserved()) if cuda is not None else None
+
+
 def peak_memory_bytes() -> int:
     """Peak memory of the run: CUDA max allocated on a GPU, the process's peak RSS on the CPU."""
     cuda = _cuda()

@@ -154,6 +154,32 @@ class EarlyStopping(Section):
     min_delta: float = Field(0.0, ge=0.0, description="Smallest drop in validation loss that counts.")
 
 
+Switch = bool | Literal["auto"]
+
+
+class SpeedSection(Section):
+    """Speed switches; auto turns each on where it pays (see docs/speed.md)."""
+
+    liger_kernels: Switch = Field(
+        "auto", description="Liger's fused Triton kernels for RMSNorm, RoPE and SwiGLU (LLaMA-family models); "
+                            "auto: on a CUDA GPU when liger-kernel is installed.")
+    fused_lora: Switch = Field(
+        "auto", description="Add each LoRA update into the base layer's output with one in-place matrix product "
+                            "instead of PEFT's four passes; auto: on for plain LoRA (not DoRA).")
+    padding_free: Switch = Field(
+        "auto", description="Concatenate the examples of a micro-batch into one row with position_ids instead of "
+                            "padding them, so no compute is spent on padding; auto: on a CUDA GPU for causal LMs "
+                            "(needs attn_implementation flex_attention or flash_attention_2; auto picks flex).")
+    activation_offload: Switch = Field(
+        "auto", description="Move the activations kept for the backward pass to CPU memory while they wait "
+                            "(overlapped with compute); auto: on a CUDA GPU with gradient checkpointing.")
+    compile: Literal["off", "regional"] = Field(
+        "off", description="torch.compile each decoder layer (regional: one compilation reused by every layer).")
+    fp32_norms: bool = Field(
+        False, description="Keep norms, embeddings and the LM head of a 4/8-bit model in float32, as PEFT's "
+                           "prepare_model_for_kbit_training does (slower, about 1 GiB more for a 7B model).")
+
+
 class TrainingSection(Section):
     epochs: float = Field(1.0, gt=0, le=1000, description="Passes over the training set (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides epochs.")
@@ -176,6 +202,7 @@ class TrainingSection(Section):
     save_steps: int = Field(100, ge=1, description="Steps between checkpoints.")
     save_total_limit: int = Field(3, ge=1, le=1000, description="Checkpoints kept besides the best.")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="Early stopping on validation loss.")
+    speed: SpeedSection = Field(default_factory=SpeedSection, description="Speed switches (kernels, padding-free, offload, compile).")
 
 
 # ------------------------------------------------------------------------------------------ distribution

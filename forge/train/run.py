@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from forge.data.readers import source_digests
 from forge.model.errors import ForgeRuntimeError
-from forge.model.report import human_bytes, peak_memory_bytes
+from forge.model.report import human_bytes, peak_memory_bytes, peak_reserved_bytes
 from forge.plan import Plan
 from forge.recipe.schema import Recipe
 from forge.train.atomic import disk_full, read_json, read_jsonl, write_json, write_text
@@ -81,6 +81,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
 
         from forge.model.load import load_for_training, prepare_tokenizer
         from forge.train.micro_batch import choose_micro_batch, cuda_probe
+        from forge.train.speed import apply_liger, attention_for, compile_regions, fuse_lora
+        from forge.train.speed import decide as decide_speed
         from forge.train.trainer import build_trainer, trainer_settings
 
         cuda = torch.cuda.is_available()
@@ -99,12 +101,23 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         if validation is not None and len(validation) == 0:
             validation = None
 
-        # 4. Model: base weights, quantization, LoRA
+        # 4. Model: base weights, quantization, speed switches, LoRA
+        speed = decide_speed(plan.trainer.get("speed"), cuda=cuda, task=plan.model["task"],
+                             gradient_checkpointing=checkpointing, quantized=bool(plan.quantization),
+                             engine=plan.launch.get("strategy", "none"), lora=bool(plan.lora),
+                             dora=bool((plan.lora or {}).get("use_dora")))
+        plan_model = {**plan.model, "attn_implementation": attention_for(
+            speed, plan.model.get("attn_implementation"), cuda=cuda, packing=bool(plan.trainer.get("packing")))}
         with quiet_library_bars():
-            loaded = load_for_training(plan.model, plan.lora, plan.quantization, tokenizer, seed=seed,
+            loaded = load_for_training(plan_model, plan.lora, plan.quantization, tokenizer, seed=seed,
                                        gradient_checkpointing=checkpointing,
                                        gradient_checkpointing_kwargs=checkpointing_kwargs,
-                                       sharded=sharded_engine(plan.launch))
+                                       sharded=sharded_engine(plan.launch), fp32_norms=speed.fp32_norms,
+                                       before_lora=(lambda m: [apply_liger(m)]) if speed.liger_kernels else None)
+        if speed.fused_lora:
+            notes.append(fuse_lora(loaded.model))
+        if speed.compile == "regional":
+            notes.append(compile_regions(loaded.model))
         notes += loaded.notes
 
         # 5. Micro-batch: the plan's, or the largest that fits (same effective batch)
@@ -120,6 +133,9 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         settings = trainer_settings(plan.trainer, output_dir=str(run_dir / "checkpoints"), micro_batch=micro,
                                     accumulation=accumulation, cuda=cuda,
                                     bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
+        settings.padding_free = speed.padding_free
+        settings.args["activation_offloading"] = speed.activation_offload
+        settings.speed = summary["speed"] = speed.to_dict()
         _distributed_args(settings.args, plan.launch, run_dir, world)
         if validation is None:
             _no_validation(settings.args, notes)
@@ -322,6 +338,7 @@ def _results(run_dir: Path, trainer: Any, metrics: Any, loaded: Any, bundle: Any
         "best_checkpoint": state.best_model_checkpoint,
         **checkpoint_info(run_dir / "checkpoints"),
         "peak_memory_bytes": peak_memory_bytes(),
+        "peak_memory_reserved_bytes": peak_reserved_bytes(),
         "tokens_per_second": metrics.tokens_per_second,
         "tokens_seen": state.num_input_tokens_seen,
         "params": loaded.params.to_dict(),
@@ -374,8 +391,16 @@ def _summary_lines(plan: Plan, loaded: Any, settings: Any, trainer: Any, bundle:
         ("schedule", f"{steps} steps, {_name(a.optim)} lr {a.learning_rate:g} {_name(a.lr_scheduler_type)}"),
         ("device", f"{device}, precision {settings.precision}, gradient checkpointing "
                    f"{'on' if a.gradient_checkpointing else 'off'}"),
+        ("speed", speed_line(settings, a)),
         ("tracking", f"{tracker.uri} ({tracker.status})" if tracker else "off"),
     ]
+
+
+def speed_line(settings: Any, args: Any) -> str:
+    from forge.train.speed import Speed
+
+    text = Speed(**(settings.speed or {})).describe()
+    return text + ("; packing" if args.packing else "")
 
 
 def _name(value: Any) -> str:

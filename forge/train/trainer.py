@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from forge.model.errors import ForgeRuntimeError
 
-FORGE_ONLY_KEYS = ("mixed_precision", "loss", "early_stopping")
+FORGE_ONLY_KEYS = ("mixed_precision", "loss", "early_stopping", "speed")
 RENAMED_ARGS = {"gradient_checkpointing": "activation_checkpointing",
                 "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
 
@@ -21,6 +21,8 @@ class TrainerSettings:
     precision: str  # bf16 | fp16 | no
     loss: str
     early_stopping: dict[str, Any] | None
+    speed: dict[str, Any] | None = None  # training.speed as the recipe says it (auto undecided)
+    padding_free: bool = False  # decided: concatenate each micro-batch into one row
 
 
 def resolve_precision(mode: str, *, cuda: bool, bf16_supported: bool) -> str:
@@ -56,7 +58,7 @@ def trainer_settings(plan_trainer: Mapping[str, Any], *, output_dir: str, micro_
     args.setdefault("eval_on_start", args.get("eval_strategy", "no") != "no")  # the baseline of the loss drop
     args.setdefault("dataloader_pin_memory", cuda)
     return TrainerSettings(args=args, precision=precision, loss=forge["loss"] or "causal_lm",
-                           early_stopping=forge["early_stopping"])
+                           early_stopping=forge["early_stopping"], speed=forge["speed"])
 
 
 def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettings, train: Any, validation: Any,
@@ -75,9 +77,14 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
     if task == "causal_lm":
         from trl import SFTConfig, SFTTrainer
 
+        collator = None
+        if settings.padding_free and not settings.args.get("packing"):  # packing is padding-free in TRL already
+            from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+            collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
         trainer = SFTTrainer(model=model, args=SFTConfig(**settings.args), train_dataset=train,
                              eval_dataset=validation, processing_class=tokenizer, compute_loss_func=loss_function,
-                             callbacks=callbacks)
+                             callbacks=callbacks, data_collator=collator)
     else:
         trainer = _encoder_trainer(task, model, tokenizer, settings, train, validation, loss_function, callbacks)
     for default in (ProgressCallback, PrinterCallback):  # Forge draws its own progress bar

@@ -1,0 +1,243 @@
+"""The speed switches of `training.speed`, decided for this machine and applied to a loaded model.
+
+- liger_kernels: Liger's Triton kernels for RMSNorm, RoPE and SwiGLU, patched into the model instance (CUDA).
+- fused_lora: each LoRA update is added into the base layer's output by one in-place addmm.
+- padding_free: the examples of a micro-batch are concatenated into one row with position_ids; attention runs
+  over each example alone through PyTorch's variable-length flash attention (`forge_varlen`, registered with
+  transformers' AttentionInterface), or flex/flash attention when the recipe names one.
+- activation_offload: the activations kept for the backward pass wait in pinned CPU memory (TRL's
+  OffloadActivations, overlapped with compute on a side stream).
+- compile: regional torch.compile of each decoder layer.
+- fp32_norms: PEFT's k-bit preparation (norms, embeddings and LM head upcast to float32) instead of Forge's,
+  which keeps them in the model's dtype.
+
+The loss needs no switch: TRL's SFTTrainer computes it in chunks through a fused LM head, without the full
+(tokens x vocabulary) logits.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from forge.model.errors import ForgeRuntimeError
+
+VARLEN = "forge_varlen"
+VARLEN_CAPABLE = {"flash_attention_2", "flash_attention_3", "flex_attention", VARLEN}
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The switches, decided: every value is a plain on/off (compile: off or regional)."""
+
+    liger_kernels: bool = False
+    fused_lora: bool = False
+    padding_free: bool = False
+    activation_offload: bool = False
+    compile: str = "off"
+    fp32_norms: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        on = [name for name in ("liger_kernels", "fused_lora", "padding_free", "activation_offload")
+              if getattr(self, name)]
+        if self.compile != "off":
+            on.append(f"compile {self.compile}")
+        if self.fp32_norms:
+            on.append("fp32 norms")
+        return ", ".join(on) or "none"
+
+
+def liger_installed() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def decide(speed: Mapping[str, Any] | None, *, cuda: bool, task: str = "causal_lm",
+           gradient_checkpointing: bool = True, quantized: bool = False, engine: str = "none",
+           lora: bool = True, dora: bool = False) -> Speed:
+    """The switches for this machine: auto turns each on where it pays; an explicit `true` that cannot work
+    here is a one-line error."""
+    speed = dict(speed or {})
+    causal = task == "causal_lm"
+
+    def switch(name: str, auto: bool, needs: str | None) -> bool:
+        value = speed.get(name, "auto")
+        if value == "auto":
+            return auto
+        if value and needs:
+            raise ForgeRuntimeError(f"training.speed.{name} is on, but {needs}",
+                                    f"set training.speed.{name}: auto (or false)", doc="speed-switches")
+        return bool(value)
+
+    liger_missing = None if liger_installed() else "the liger-kernel package is not installed (pip install 'forge-finetune[gpu]')"
+    liger = switch("liger_kernels", cuda and causal and liger_missing is None,
+                   "it needs a CUDA GPU (Triton kernels)" if not cuda else
+                   "it applies to causal LMs only" if not causal else liger_missing)
+    fused = switch("fused_lora", lora and not dora, None if lora and not dora else
+                   "it applies to plain LoRA adapters (lora.enabled true, use_dora false)")
+    padding_free = switch("padding_free", cuda and causal, None if causal else "it applies to causal LMs only")
+    # under DeepSpeed/FSDP the engine owns memory placement: offload there only when asked
+    offload = switch("activation_offload", cuda and gradient_checkpointing and engine in ("none", "ddp"),
+                     "it needs a CUDA GPU (it moves GPU activations to CPU memory)" if not cuda else None)
+    return Speed(liger_kernels=liger, fused_lora=fused, padding_free=padding_free, activation_offload=offload,
+                 compile=str(speed.get("compile", "off")), fp32_norms=bool(speed.get("fp32_norms", False)) and quantized)
+
+
+def attention_for(speed: Speed, requested: str | None, *, cuda: bool, packing: bool = False) -> str | None:
+    """The attn_implementation to load the model with: padding-free rows (and packed rows on a GPU) need a
+    variable-length attention; sdpa would attend over a dense (tokens x tokens) block mask."""
+    if not (speed.padding_free or (packing and cuda and requested is None)) or requested in VARLEN_CAPABLE:
+        return requested
+    if requested not in (None, "sdpa"):
+        raise ForgeRuntimeError(f"training.speed.padding_free needs a variable-length attention, and "
+                                f"model.attn_implementation is {requested}",
+                                "set model.attn_implementation: auto (or flex_attention), or padding_free: false",
+                                doc="speed-switches")
+    register_varlen_attention()
+    return VARLEN
+
+
+# ------------------------------------------------------------------------------------- variable-length attention
+def register_varlen_attention() -> None:
+    """Register `forge_varlen` with transformers: PyTorch's varlen flash attention over the examples of a
+    padding-free row (cu_seq_lens from the collator); padded batches and the CPU go through sdpa."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(VARLEN, varlen_attention)
+
+    def mask(*args: Any, attention_mask: Any = None, **kwargs: Any) -> Any:
+        # a padding-free row carries no attention mask: the sequence bounds travel as cu_seq_lens
+        if attention_mask is None:
+            return None
+        return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN, mask)
+
+
+def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
+                     dropout: float = 0.0, **kwargs: Any) -> tuple[Any, None]:
+    """Causal attention over each example of a padding-free row, never across examples.
+
+    query/key/value: (batch, heads, tokens, head_dim); returns (batch, tokens, heads, head_dim)."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:  # an ordinary (padded or full) batch
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
+    if query.shape[0] != 1:
+        raise ValueError("padding-free attention expects one row per micro-batch")
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: repeat the key/value heads
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    examples, tokens, longest = cu.shape[0] - 1, query.shape[2], kwargs.get("max_length_q")
+    if longest and examples * int(longest) == tokens:  # equal lengths: a plain batch for sdpa (cuDNN on Hopper)
+        q, k, v = (t[0].unflatten(1, (examples, int(longest))).transpose(0, 1) for t in (query, key, value))
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
+        return out.transpose(1, 2).reshape(1, tokens, *out.shape[1:2], out.shape[-1]), None
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
+    cu = cu.to(device=query.device, dtype=torch.int32)
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
+        max_len = int(kwargs.get("max_length_q") or int((cu[1:] - cu[:-1]).max()))
+        out = _varlen_flash(q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len, scaling)
+    else:  # CPU or float32: the same function, one example at a time
+        bounds = cu.tolist()
+        out = torch.cat([
+            torch.nn.functional.scaled_dot_product_attention(
+                q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), is_causal=True,
+                scale=scaling).transpose(0, 1)
+            for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+    return out.unsqueeze(0), None
+
+
+def _varlen_flash(q: Any, k: Any, v: Any, cu: Any, max_len: int, scaling: float | None) -> Any:
+    from torch.nn.attention.varlen import varlen_attn
+
+    params = inspect.signature(varlen_attn).parameters
+    causal = {"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True}
+    return varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, **causal)
+
+
+# ------------------------------------------------------------------------------------------------ the model
+def apply_liger(model: Any) -> str:
+    """Liger's RMSNorm, RoPE and SwiGLU in this (not yet PEFT-wrapped) model; the LM head and loss stay
+    TRL's fused, chunked one."""
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        return f"liger_kernels: no Liger kernels for model type {model_type}; running without them"
+    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)
+    return f"liger_kernels: fused RMSNorm, RoPE and SwiGLU ({model_type})"
+
+
+LORA_LINEARS = ("Linear", "Linear4bit", "Linear8bitLt")
+
+
+def fuse_lora(model: Any) -> str:
+    """Add each LoRA update into its base layer's output in one in-place matrix product (addmm_), instead of
+    PEFT's clone, product, scaling and sum, each a pass over the layer's output. Layers with DoRA, several
+    active adapters or merged weights keep PEFT's forward."""
+    import types
+
+    from peft.tuners.lora import LoraLayer
+
+    fused = 0
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and type(module).__name__ in LORA_LINEARS and \
+                not hasattr(module, "_forge_peft_forward"):
+            module._forge_peft_forward = module.forward
+            module.forward = types.MethodType(_fused_lora_forward, module)
+            fused += 1
+    return f"fused_lora: {fused} LoRA layers add their update in place"
+
+
+def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    import torch
+
+    active = self.active_adapters
+    if self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or len(active) != 1 \
+            or active[0] not in self.lora_A or active[0] in getattr(self, "lora_variant", {}):
+        return self._forge_peft_forward(x, *args, **kwargs)
+    name = active[0]
+    a, b = self.lora_A[name].weight, self.lora_B[name].weight
+    result = self.base_layer(x, *args, **kwargs)
+    h = self.lora_dropout[name](x)
+    if not torch.is_autocast_enabled(h.device.type):
+        h = h.to(a.dtype)
+    h = torch.nn.functional.linear(h, a)
+    if not result.is_contiguous():
+        result = result.contiguous()
+    flat = result.view(-1, result.shape[-1])
+    flat.addmm_(h.reshape(-1, h.shape[-1]).to(flat.dtype), b.t().to(flat.dtype), alpha=self.scaling[name])
+    return result
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The repeated blocks of a transformers model (LLaMA-style `layers`, GPT-style `h`, BERT-style `layer`)."""
+    import torch
+
+    found: list[Any] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) and \
+                type(module[0]).__name__.endswith(("DecoderLayer", "Block", "Layer")):
+            found = list(module)
+            break
+    return found
+
+
+def compile_regions(model: Any) -> str:
+    """torch.compile each decoder layer in place: the layers share their code, so one compilation serves all."""
+    layers = decoder_layers(model)
+    if not layers:
+        return "compile: no decoder layers found; running uncompiled"
+    for layer in layers:
+        layer.compile(dynamic=False)
+    return f"compile: {len(layers)} decoder layers compiled (regional)"

@@ -1,0 +1,180 @@
+"""The speed switches on a GPU: PyTorch's variable-length flash attention against per-example attention, the
+fused LoRA forward on a 4-bit layer against PEFT's, and whole QLoRA runs with every switch on (Liger kernels,
+fused LoRA, padding-free rows, activation offload; then regional compile and float32 norms) against the run
+with every switch off: the same losses within bf16 tolerance.
+
+Self-contained (model, tokenizer and texts built in a temporary folder); skipped without CUDA.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+SHAPE = {"hidden_size": 1024, "num_layers": 4, "num_heads": 16, "intermediate_size": 2816, "vocab_size": 4096}
+WORDS = ["BRCA1", "TP53", "EGFR", "KRAS", "regulates", "binds", "DNA", "repair", "apoptosis", "tumor", "growth",
+         "in", "breast", "lung", "cells", "the", "of", "and", "expression", "mutation", "pathway", "signaling"]
+OFF = ["training.speed.liger_kernels=false", "training.speed.fused_lora=false", "training.speed.padding_free=false",
+       "training.speed.activation_offload=false"]
+RECIPE = """\
+run: {{name: {name}, output_dir: {out}, seed: 3}}
+data: {{sources: [{{path: {papers}}}], split: {{validation: 0.0, test: 0.0}}}}
+preprocess: []
+model: {{name_or_path: {model}, dtype: bfloat16}}
+quantization: {{mode: 4bit, quant_type: nf4, double_quant: true, compute_dtype: bfloat16}}
+lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear}}
+optimizer: {{name: adamw_torch, lr: 1.0e-3, warmup_ratio: 0.0, scheduler: constant}}
+training:
+  max_steps: 6
+  micro_batch_size: 8
+  max_seq_length: 512
+  gradient_checkpointing: true
+  mixed_precision: bf16
+  logging_steps: 1
+  save_steps: 100
+tracking: {{enabled: false}}
+evaluation: {{enabled: false}}
+"""
+
+
+def texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 400))) + "." for _ in range(n)]
+
+
+class Bundle:
+    def __init__(self, path: str) -> None:
+        from datasets import Dataset
+
+        data = json.loads(Path(path).read_text())
+        self.train = Dataset.from_dict({"text": data, "paper_id": [str(i) for i in range(len(data))]})
+        self.validation = self.test = None
+        self.stats = {"papers": len(data)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    pytest.importorskip("bitsandbytes")
+    pytest.importorskip("liger_kernel")
+    from forge.model.tiny import tiny_llama
+
+    root = tmp_path_factory.mktemp("speed")
+    papers = root / "texts.json"
+    papers.write_text(json.dumps(texts(48, 1)))
+    return {"root": root, "model": tiny_llama(SHAPE, texts(400, 0), root=root / "cache"), "papers": papers}
+
+
+def run(setup: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, *overrides: str) -> dict[str, Any]:
+    import forge.train.run
+    from forge.plan import compile_plan
+    from forge.recipe.validate import resolve
+
+    recipe = setup["root"] / f"{name}.yaml"
+    recipe.write_text(RECIPE.format(name=name, out=setup["root"] / "runs", papers=setup["papers"], model=setup["model"]))
+    monkeypatch.setattr(forge.train.run, "load_data", lambda r, tokenizer=None, progress=True: Bundle(
+        r.data.sources[0].path))
+    resolved = resolve(recipe, list(overrides))
+    torch.cuda.reset_peak_memory_stats()
+    summary = forge.train.run.run_recipe(resolved, compile_plan(resolved.recipe), progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    return summary
+
+
+def losses(summary: dict[str, Any]) -> list[float]:
+    lines = (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if r.get("kind") == "train"]
+
+
+def close(a: list[float], b: list[float], rel: float) -> bool:
+    return len(a) == len(b) == 6 and all(abs(x - y) <= rel * abs(y) for x, y in zip(a, b))
+
+
+def test_every_switch_on_trains_like_every_switch_off(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    off = run(setup, "off", monkeypatch, *OFF)
+    on = run(setup, "on", monkeypatch)  # auto on a GPU: all four on
+    assert on["speed"] == {"liger_kernels": True, "fused_lora": True, "padding_free": True,
+                           "activation_offload": True, "compile": "off", "fp32_norms": False}
+    assert not any(v for k, v in off["speed"].items() if k != "compile")
+    assert any(n.startswith("liger_kernels: fused RMSNorm") for n in on["notes"])
+    assert losses(off)[0] > losses(off)[-1]  # it learns
+    assert close(losses(on), losses(off), 2e-2), (losses(on), losses(off))
+    assert on["tokens_seen"] == off["tokens_seen"]  # the same real tokens, no padding counted
+    no_offload = run(setup, "no-offload", monkeypatch, "training.speed.activation_offload=false")
+    assert close(losses(no_offload), losses(on), 2e-2)  # memory: see BENCHMARKS.md (7B: 10.6 -> 6.9 GiB)
+
+
+def test_regional_compile_and_fp32_norms_train_the_same(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    base = run(setup, "base", monkeypatch)
+    compiled = run(setup, "compiled", monkeypatch, "training.speed.compile=regional")
+    assert any(n == "compile: 4 decoder layers compiled (regional)" for n in compiled["notes"])
+    assert close(losses(compiled), losses(base), 2e-2), (losses(compiled), losses(base))
+    fp32 = run(setup, "fp32", monkeypatch, "training.speed.fp32_norms=true")
+    assert fp32["speed"]["fp32_norms"] is True
+    assert close(losses(fp32), losses(base), 3e-2), (losses(fp32), losses(base))
+
+
+@pytest.mark.parametrize("lengths", [[100, 257, 31, 512], [256, 256, 256]])
+def test_varlen_attention_equals_attention_per_example(lengths: list[int]) -> None:
+    from forge.train.speed import varlen_attention
+
+    heads, dim = 8, 64
+    total = sum(lengths)
+    q, k, v = (torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    out, _ = varlen_attention(None, q, k, v, None, scaling=dim ** -0.5, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                              max_length_q=max(lengths), max_length_k=max(lengths))
+    assert out.shape == (1, total, heads, dim)
+    grad = torch.randn_like(out)
+    (out * grad).sum().backward()
+    got = [t.grad.clone() for t in (q, k, v)]
+    refs, start = [], 0
+    q2, k2, v2 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    for n in lengths:  # the reference in float64, each example alone
+        s = slice(start, start + n)
+        refs.append(torch.nn.functional.scaled_dot_product_attention(q2[:, :, s], k2[:, :, s], v2[:, :, s],
+                                                                     is_causal=True).transpose(1, 2))
+        start += n
+    ref = torch.cat(refs, dim=1)
+    (ref * grad.double()).sum().backward()
+    assert (out.double() - ref).norm() / ref.norm() < 1e-2
+    for g, r in zip(got, (q2.grad, k2.grad, v2.grad)):
+        assert (g.double() - r).norm() / r.norm() < 2e-2
+
+
+def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from forge.train.speed import fuse_lora
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(setup["model"], quantization_config=quant, dtype=torch.bfloat16,
+                                                 device_map={"": 0})
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.02)
+    ids = torch.randint(10, 4000, (4, 256), device="cuda")
+
+    def step() -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.item(), [p.grad.float() for p in model.parameters() if p.grad is not None]
+
+    loss_peft, grads_peft = step()
+    assert fuse_lora(model).startswith("fused_lora: 28 LoRA layers")  # 7 linear layers x 4 blocks
+    loss_fused, grads_fused = step()
+    assert abs(loss_fused - loss_peft) <= 1e-3 * abs(loss_peft)
+    flat_peft, flat_fused = torch.cat([g.flatten() for g in grads_peft]), torch.cat([g.flatten() for g in grads_fused])
+    assert (flat_fused - flat_peft).norm() / flat_peft.norm() < 2e-2

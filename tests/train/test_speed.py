@@ -1,0 +1,177 @@
+"""The speed switches (forge/train/speed.py) on the CPU: each computes the same function as the path it
+replaces (fused LoRA against PEFT's forward and gradients, padding-free attention against padded batches,
+regional compile against eager), auto decides per machine, and an explicit switch that cannot work here is a
+one-line error. Liger kernels and activation offload need CUDA: tests/gpu/test_speed_gpu.py."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from forge.model.errors import ForgeRuntimeError
+from forge.train import speed
+from forge.train.run import run_recipe
+
+from harness_speed import lora_llama, packed_inputs, random_texts
+
+# --------------------------------------------------------------------------------------------- deciding
+
+
+def test_auto_on_the_cpu_fuses_lora_and_leaves_the_gpu_switches_off() -> None:
+    s = speed.decide({}, cuda=False)
+    assert (s.fused_lora, s.liger_kernels, s.padding_free, s.activation_offload, s.compile) == \
+        (True, False, False, False, "off")
+
+
+def test_auto_on_a_gpu_turns_padding_free_and_offload_on(monkeypatch) -> None:
+    monkeypatch.setattr(speed, "liger_installed", lambda: True)
+    s = speed.decide({}, cuda=True)
+    assert s.padding_free and s.activation_offload and s.liger_kernels and s.fused_lora
+    assert not speed.decide({}, cuda=True, gradient_checkpointing=False).activation_offload
+    assert not speed.decide({}, cuda=True, engine="deepspeed").activation_offload  # the engine places memory
+    assert not speed.decide({}, cuda=True, task="masked_lm").padding_free
+    assert not speed.decide({}, cuda=True, dora=True).fused_lora
+
+
+def test_auto_leaves_liger_off_when_the_package_is_missing(monkeypatch) -> None:
+    monkeypatch.setattr(speed, "liger_installed", lambda: False)
+    assert not speed.decide({}, cuda=True).liger_kernels
+    with pytest.raises(ForgeRuntimeError, match="liger-kernel package is not installed"):
+        speed.decide({"liger_kernels": True}, cuda=True)
+
+
+@pytest.mark.parametrize("switches, kwargs, message", [
+    ({"liger_kernels": True}, {}, "training.speed.liger_kernels is on, but it needs a CUDA GPU"),
+    ({"activation_offload": True}, {}, "training.speed.activation_offload is on, but it needs a CUDA GPU"),
+    ({"padding_free": True}, {"task": "masked_lm"}, "padding_free is on, but it applies to causal LMs only"),
+    ({"fused_lora": True}, {"dora": True}, "fused_lora is on, but it applies to plain LoRA adapters"),
+    ({"fused_lora": True}, {"lora": False}, "fused_lora is on, but it applies to plain LoRA adapters"),
+])
+def test_a_switch_that_cannot_work_here_is_a_one_line_error(switches, kwargs, message) -> None:
+    with pytest.raises(ForgeRuntimeError) as error:
+        speed.decide(switches, cuda=False, **kwargs)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert error.value.doc == "speed-switches"
+
+
+def test_false_always_turns_a_switch_off() -> None:
+    s = speed.decide({"fused_lora": False, "padding_free": False, "activation_offload": False}, cuda=True)
+    assert not (s.fused_lora or s.padding_free or s.activation_offload)
+
+
+def test_padding_free_picks_a_variable_length_attention() -> None:
+    on = speed.Speed(padding_free=True)
+    assert speed.attention_for(on, None, cuda=True) == speed.VARLEN
+    assert speed.attention_for(on, "sdpa", cuda=False) == speed.VARLEN
+    assert speed.attention_for(on, "flex_attention", cuda=True) == "flex_attention"  # the user's choice stays
+    assert speed.attention_for(speed.Speed(), None, cuda=True) is None
+    assert speed.attention_for(speed.Speed(), None, cuda=True, packing=True) == speed.VARLEN
+    with pytest.raises(ForgeRuntimeError, match="attn_implementation is eager"):
+        speed.attention_for(on, "eager", cuda=True)
+
+
+# ------------------------------------------------------------------------------------------- fused LoRA
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_fused_lora_computes_peft_outputs_and_gradients(tmp_path: Path, dropout: float) -> None:
+    model, ids = lora_llama(tmp_path, dropout=dropout)
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        torch.manual_seed(7)  # the same dropout masks in both runs
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    loss_peft, grads_peft = loss_and_grads()
+    note = speed.fuse_lora(model)
+    assert note.startswith("fused_lora: ") and int(note.split()[1]) == 7 * 2  # 7 linears in each of 2 layers
+    loss_fused, grads_fused = loss_and_grads()
+    assert torch.allclose(loss_fused, loss_peft, rtol=1e-6, atol=1e-6)
+    assert grads_fused.keys() == grads_peft.keys() and len(grads_peft) == 28
+    for name, grad in grads_peft.items():
+        assert torch.allclose(grads_fused[name], grad, rtol=1e-4, atol=1e-7), name
+
+
+def test_fused_lora_leaves_disabled_adapters_and_dora_to_peft(tmp_path: Path) -> None:
+    model, ids = lora_llama(tmp_path, dora=True)
+    model.eval()
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        with model.disable_adapter():
+            base_before = model(input_ids=ids).logits
+        speed.fuse_lora(model)
+        after = model(input_ids=ids).logits
+        with model.disable_adapter():
+            base_after = model(input_ids=ids).logits
+    assert torch.allclose(after, before, atol=1e-6)  # DoRA layers keep PEFT's forward
+    assert torch.allclose(base_after, base_before, atol=1e-6)
+    assert not torch.allclose(base_before, before, atol=1e-4)  # the adapters do change the output
+
+
+# ------------------------------------------------------------------------------------ padding-free rows
+
+
+@pytest.mark.parametrize("lengths", [[5, 9, 3, 12], [8, 8, 8]])
+def test_padding_free_rows_attend_within_each_example_only(tmp_path: Path, lengths: list[int]) -> None:
+    speed.register_varlen_attention()
+    model, _ = lora_llama(tmp_path, lora=False, attn=speed.VARLEN)
+    model.eval()
+    rows, packed = packed_inputs(lengths, vocab=model.config.vocab_size)
+    with torch.no_grad():
+        flat = model(**packed).logits[0]
+        start = 0
+        for row in rows:  # each example alone, as an ordinary batch of one
+            alone = model(input_ids=row[None]).logits[0]
+            assert torch.allclose(flat[start:start + len(row)], alone, atol=1e-5)
+            start += len(row)
+
+
+def test_a_padding_free_run_trains_on_the_same_tokens_as_a_padded_one(tmp_path: Path) -> None:
+    """Same recipe, padded and padding-free micro-batches: same validation loss before training, same first
+    training loss (the loss is a mean over the same real tokens)."""
+    from harness import write_recipe, prepare
+
+    from forge.model.tiny import tiny_llama
+
+    model = tiny_llama(None, random_texts(80, seed=3), root=tmp_path / "cache")
+    results = {}
+    for switch in ("false", "true"):
+        recipe = write_recipe(tmp_path / switch, random_texts(80, seed=4), model, name="pf")
+        resolved, plan = prepare(recipe, f"training.speed.padding_free={switch}", "training.max_steps=2",
+                                 "training.save_steps=2")
+        summary = run_recipe(resolved, plan, progress=False)
+        assert summary["status"] == "completed" and summary["speed"]["padding_free"] is (switch == "true")
+        lines = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        results[switch] = ([r["eval_loss"] for r in lines if r.get("kind") == "eval"][0],
+                           [r["loss"] for r in lines if r.get("kind") == "train"][0],
+                           summary["tokens_seen"])
+    (eval_padded, loss_padded, seen_padded), (eval_free, loss_free, seen_free) = results["false"], results["true"]
+    assert eval_free == pytest.approx(eval_padded, rel=1e-5)
+    assert loss_free == pytest.approx(loss_padded, rel=1e-5)
+    assert seen_free == seen_padded > 0  # only real tokens are counted either way
+
+
+# ------------------------------------------------------------------------------------ regional compile
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")
+def test_regional_compile_computes_the_eager_loss_and_gradients(tmp_path: Path) -> None:
+    model, ids = lora_llama(tmp_path)
+    model.train()
+    eager = model(input_ids=ids, labels=ids).loss
+    eager.backward()
+    eager_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    note = speed.compile_regions(model)
+    assert note == "compile: 2 decoder layers compiled (regional)"
+    compiled = model(input_ids=ids, labels=ids).loss
+    compiled.backward()
+    assert compiled.item() == pytest.approx(eager.item(), rel=1e-5)
+    for name, grad in eager_grads.items():
+        assert torch.allclose(dict(model.named_parameters())[name].grad, grad, rtol=1e-3, atol=1e-6), name
