@@ -208,16 +208,19 @@ def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         return self._forge_peft_forward(x, *args, **kwargs)
     name = active[0]
     a, b = self.lora_A[name].weight, self.lora_B[name].weight
-    result = self.base_layer(x, *args, **kwargs)
-    h = self.lora_dropout[name](x)
+    # a 2-D input gives a 2-D output that is no view: addmm_ on a view would make autograd copy the whole
+    # gradient (CopySlices) in the backward pass
+    rows = x.reshape(-1, x.shape[-1])
+    result = self.base_layer(rows, *args, **kwargs)
+    h = self.lora_dropout[name](rows)
     if not torch.is_autocast_enabled(h.device.type):
         h = h.to(a.dtype)
     h = torch.nn.functional.linear(h, a)
-    if not result.is_contiguous():
-        result = result.contiguous()
-    flat = result.view(-1, result.shape[-1])
-    flat.addmm_(h.reshape(-1, h.shape[-1]).to(flat.dtype), b.t().to(flat.dtype), alpha=self.scaling[name])
-    return result
+    if result._base is not None or not result.is_contiguous():
+        result = result + torch.nn.functional.linear(h.to(result.dtype), b.to(result.dtype)) * self.scaling[name]
+    else:
+        result.addmm_(h.to(result.dtype), b.t().to(result.dtype), alpha=self.scaling[name])
+    return result.view(*x.shape[:-1], result.shape[-1])
 
 
 def decoder_layers(model: Any) -> list[Any]:
