@@ -8,12 +8,14 @@ seq 2048 (batch 1, 4, 8) and seq 8192 (batch 1):
 
   plain    from_pretrained(4-bit) + prepare_model_for_kbit_training + get_peft_model, a torch loop under
            bf16 autocast with AdamW: the path a naive script (and a naive `forge run`) takes
+  plain-bf16  the same with the adapters cast to bfloat16, as TRL's SFTTrainer (and so forge) trains them
   forge    `forge run RECIPE` as a user runs it: the recipe below, SFTTrainer and all; one process per row
   unsloth  FastLanguageModel 4-bit + get_peft_model(use_gradient_checkpointing="unsloth"), the same torch loop
 
 Each row: steady-state tokens/s (median step time after warm-up steps), peak GPU memory (max allocated; the
-allocator's reserved peak too), and the first losses; the table compares forge with plain and unsloth and checks
-that forge's losses match plain's (same function, bf16 tolerance).
+allocator's reserved peak too), and the first losses. The plain and Unsloth workers load the model once and
+train it through every shape in turn, so their losses start from fresh adapters only at the first shape; the
+loss gaps are shown for that shape. `--render ROWS.json` prints the table of an earlier run again.
 
     python benchmarks/train_throughput.py [--out DIR] [--shapes 2048x1,2048x4,2048x8,8192x1] [--steps 4]
         [--warmup 2] [--stacks plain,forge,unsloth] [--unsloth-site DIR] [--variant NAME:KEY=VALUE,...]
@@ -217,7 +219,8 @@ def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[i
     out.write_text(json.dumps(results))
 
 
-def _plain(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str) -> None:
+def _plain(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str,
+           bf16_adapters: bool = False) -> None:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, set_seed
@@ -231,8 +234,13 @@ def _plain(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, o
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
+    if bf16_adapters:  # as TRL's SFTTrainer does for a quantized model: the adapters trained in bfloat16
+        for param in model.parameters():
+            if param.requires_grad:
+                param.data = param.data.to(torch.bfloat16)
     model.train()
-    _train_loop(model, json.loads(Path(batches).read_text()), parse_shapes(shapes), steps, warmup, "plain", Path(out))
+    _train_loop(model, json.loads(Path(batches).read_text()), parse_shapes(shapes), steps, warmup,
+                "plain-bf16" if bf16_adapters else "plain", Path(out))
 
 
 def _unsloth(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str) -> None:
@@ -344,31 +352,37 @@ def loss_gap(a: list[float] | None, b: list[float] | None, n: int) -> str:
     return f"{max(abs(x - y) / abs(y) for x, y in zip(a[:k], b[:k])):.1e}"
 
 
-def table(rows: list[dict], steps: int, device: str) -> str:
+def table(rows: list[dict], steps: int, device: str, fresh: tuple[int, int] | None = None,
+          date: str | None = None) -> str:
+    """The Markdown table. Loss gaps only for `fresh` (the first shape run): the plain and Unsloth workers
+    train one model through every shape, so only their first shape starts from the same adapters as forge."""
     by = {(r["stack"], r["seq"], r["batch"]): r for r in rows}
-    lines = [f"QLoRA training throughput, {device}, {dt.date.today().isoformat()} "
+    lines = [f"QLoRA training throughput, {device}, {date or dt.date.today().isoformat()} "
              f"(random-init Llama-2-7B shape, NF4 + double quant, LoRA r16 all-linear, dropout 0, gradient "
              f"checkpointing; median step of {steps} after warm-up)", "",
              "| stack | seq x batch | tokens/s | peak GiB (allocated / reserved) | vs plain | vs unsloth | "
-             "losses (first steps) | max rel. loss gap vs plain |",
-             "|---|---|---:|---|---:|---:|---|---:|"]
+             "losses (first 3 steps) | max rel. loss gap, 3 steps: vs plain | vs plain-bf16 |",
+             "|---|---|---:|---|---:|---:|---|---:|---:|"]
     for r in rows:
         key = (r["seq"], r["batch"])
-        plain, uns = by.get(("plain", *key)), by.get(("unsloth", *key))
+        plain, uns, plain16 = by.get(("plain", *key)), by.get(("unsloth", *key)), by.get(("plain-bf16", *key))
         tps = r.get("tokens_per_second")
         if r.get("error") or not tps:
-            lines.append(f"| {r['stack']} | {key[0]}x{key[1]} | {r.get('error') or 'no steps'} | | | | | |")
+            lines.append(f"| {r['stack']} | {key[0]}x{key[1]} | {r.get('error') or 'no steps'} | | | | | | |")
             continue
 
         def ratio(other):
             return f"{tps / other['tokens_per_second']:.2f}x" if other and other.get("tokens_per_second") else "-"
 
         losses = ", ".join(f"{x:.4f}" for x in (r.get("losses") or [])[:3])
-        gap = loss_gap(r.get("losses"), plain.get("losses") if plain else None, steps) \
+        comparable = fresh is None or key == fresh
+        gap = loss_gap(r.get("losses"), plain.get("losses") if plain and comparable else None, 3) \
             if r["stack"] != "plain" else ""
+        gap16 = loss_gap(r.get("losses"), plain16.get("losses") if plain16 and comparable else None, 3) \
+            if r["stack"] != "plain-bf16" else ""
         lines.append(f"| {r['stack']} | {key[0]}x{key[1]} | {tps:,.0f} | {gib(r.get('peak_allocated'))} / "
                      f"{gib(r.get('peak_reserved'))} | {ratio(plain) if r['stack'] != 'plain' else ''} | "
-                     f"{ratio(uns) if r['stack'] != 'unsloth' else ''} | {losses} | {gap} |")
+                     f"{ratio(uns) if r['stack'] != 'unsloth' else ''} | {losses} | {gap} | {gap16} |")
     return "\n".join(lines)
 
 
@@ -388,7 +402,7 @@ def main() -> int:
     parser.add_argument("--shapes", default=SHAPES)
     parser.add_argument("--steps", type=int, default=4, help="measured steps per row, after the warm-up")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--stacks", default="plain,forge,unsloth")
+    parser.add_argument("--stacks", default="plain,plain-bf16,forge,unsloth")
     parser.add_argument("--unsloth-site", type=Path, help="folder holding unsloth and the versions it needs")
     parser.add_argument("--variant", action="append", default=[],
                         help="extra forge rows, NAME:KEY=VALUE,KEY=VALUE (recipe overrides)")
@@ -415,9 +429,10 @@ def main() -> int:
         recipes = {(seq, batch): write_recipe(args.work, model, write_corpus(args.work, batch, seq), seq, batch, total)
                    for seq, batch in shapes}
         batches = token_batches(args.work, recipes, model)
-        if "plain" in stacks:
-            rows += run_worker("plain", model, batches, args.shapes, args.steps, args.warmup, args.work, log, env,
-                               args.timeout)
+        for kind in ("plain", "plain-bf16"):
+            if kind in stacks:
+                rows += run_worker(kind, model, batches, args.shapes, args.steps, args.warmup, args.work, log, env,
+                                   args.timeout)
         variants = [("forge", [])] + [(v.split(":", 1)[0], v.split(":", 1)[1].split(",")) for v in args.variant]
         if "forge" in stacks:
             for seq, batch in shapes:
@@ -433,9 +448,10 @@ def main() -> int:
             else:
                 rows += [{"stack": "unsloth", "seq": s, "batch": b,
                           "error": "skipped: no --unsloth-site with the unsloth package"} for s, b in shapes]
-    order = {name: i for i, name in enumerate(["plain", "forge", *[v[0] for v in variants[1:]], "unsloth"])}
+    order = {name: i for i, name in enumerate(["plain", "plain-bf16", "forge", *[v[0] for v in variants[1:]],
+                                               "unsloth"])}
     rows.sort(key=lambda r: (r["seq"], r["batch"], order.get(r["stack"], 99)))
-    text = table(rows, args.steps, device_name()) if rows else ""
+    text = table(rows, args.steps, device_name(), fresh=shapes[0] if shapes else None) if rows else ""
     if real:
         text += "\n\n" + real_table(real, args.steps, device_name())
     (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
@@ -444,11 +460,31 @@ def main() -> int:
     return 0
 
 
+def render(path: Path) -> int:
+    """The tables of an earlier run, from its rows.json (device and date as recorded in its table.md)."""
+    rows = json.loads(path.read_text())
+    main_rows = [r for r in rows if not r["stack"].startswith("real-")]
+    header = (path.parent / "table.md").read_text().splitlines()[0] if (path.parent / "table.md").is_file() else ""
+    parts = header.split(", ")
+    device = ", ".join(parts[1:4]) if len(parts) > 4 else "device not recorded"
+    date = parts[4][:10] if len(parts) > 4 else None
+    steps = int(header.split("median step of ")[1].split()[0]) if "median step of " in header else 4
+    first = (main_rows[0]["seq"], main_rows[0]["batch"]) if main_rows else None
+    print(table(main_rows, steps, device, fresh=first, date=date))
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--render":
+        sys.exit(render(Path(sys.argv[2])))
     if len(sys.argv) > 1 and sys.argv[1] == "_build":
         _build(Path(sys.argv[2]))
-    elif len(sys.argv) > 1 and sys.argv[1] in ("_plain", "_unsloth"):
+    elif len(sys.argv) > 1 and sys.argv[1] in ("_plain", "_plain-bf16", "_unsloth"):
         kind, rest = sys.argv[1], sys.argv[2:]
-        (_plain if kind == "_plain" else _unsloth)(rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]), rest[5])
+        args = (rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]), rest[5])
+        if kind == "_unsloth":
+            _unsloth(*args)
+        else:
+            _plain(*args, bf16_adapters=kind == "_plain-bf16")
     else:
         sys.exit(main())

@@ -400,7 +400,7 @@ def speed_line(settings: Any, args: Any) -> str:
     from forge.train.speed import Speed
 
     text = Speed(**(settings.speed or {})).describe()
-    return text + ("; packing" if args.packing else "")
+    return text + ("; packing" if getattr(args, "packing", False) else "")
 
 
 def _name(value: Any) -> str:

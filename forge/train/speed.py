@@ -208,9 +208,14 @@ def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         return self._forge_peft_forward(x, *args, **kwargs)
     name = active[0]
     a, b = self.lora_A[name].weight, self.lora_B[name].weight
+    rows = x.reshape(-1, x.shape[-1])
+    weight = _base_weight(self.base_layer)
+    if weight is not None and not args and not kwargs and isinstance(self.lora_dropout[name], torch.nn.Identity):
+        # one autograd node for base + LoRA: the backward adds the LoRA input gradient into the base one
+        result = _LoraLinear.apply(rows, weight, self.base_layer.bias, a, b, float(self.scaling[name]))
+        return result.view(*x.shape[:-1], result.shape[-1])
     # a 2-D input gives a 2-D output that is no view: addmm_ on a view would make autograd copy the whole
     # gradient (CopySlices) in the backward pass
-    rows = x.reshape(-1, x.shape[-1])
     result = self.base_layer(rows, *args, **kwargs)
     h = self.lora_dropout[name](rows)
     if not torch.is_autocast_enabled(h.device.type):
@@ -221,6 +226,82 @@ def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     else:
         result.addmm_(h.to(result.dtype), b.t().to(result.dtype), alpha=self.scaling[name])
     return result.view(*x.shape[:-1], result.shape[-1])
+
+
+def _base_weight(layer: Any) -> Any:
+    """The frozen base weight of a LoRA layer's base: a plain Linear's, or a bitsandbytes 4-bit one (with its
+    quantization state); None for anything else (8-bit, sharded or trainable weights), which PEFT's path keeps."""
+    import torch
+
+    weight = getattr(layer, "weight", None)
+    if weight is None or weight.requires_grad or weight.numel() == 0:
+        return None
+    if type(layer) is torch.nn.Linear:
+        return weight
+    if type(weight).__name__ == "Params4bit" and getattr(weight, "quant_state", None) is not None:
+        return weight
+    return None
+
+
+def _dense(weight: Any, dtype: Any) -> Any:
+    if type(weight).__name__ == "Params4bit":
+        import bitsandbytes.functional as bnbf
+
+        return bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
+    return weight.to(dtype)
+
+
+def _lora_function() -> Any:
+    import torch
+
+    class LoraLinear(torch.autograd.Function):
+        """y = x W^T + s (x A^T) B^T with W frozen (4-bit weights dequantized in each pass, as bitsandbytes
+        does); the backward writes x's gradient once: dy W, then dy B s A added in place."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Any, weight: Any, bias: Any, a: Any, b: Any, scaling: float) -> Any:
+            dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+            with torch.autocast(x.device.type, enabled=False):
+                x = x.to(dtype)
+                y = torch.nn.functional.linear(x, _dense(weight, dtype), None if bias is None else bias.to(dtype))
+                xa = torch.nn.functional.linear(x, a.to(dtype))
+                y.addmm_(xa, b.to(dtype).t(), alpha=scaling)
+            ctx.save_for_backward(x, xa, a, b)
+            ctx.weight, ctx.scaling, ctx.dtypes = weight, scaling, (x.dtype, a.dtype, b.dtype)
+            ctx.bias_grad = bias is not None and bias.requires_grad
+            return y
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            x, xa, a, b = ctx.saved_tensors
+            dtype = x.dtype
+            with torch.autocast(x.device.type, enabled=False):
+                grad = grad.to(dtype)
+                g_xa = torch.mm(grad, b.to(dtype))
+                g_xa.mul_(ctx.scaling)
+                grad_x = None
+                if ctx.needs_input_grad[0]:
+                    grad_x = torch.mm(grad, _dense(ctx.weight, dtype))
+                    grad_x.addmm_(g_xa, a.to(dtype))
+                grad_a = torch.mm(g_xa.t(), x).to(a.dtype) if ctx.needs_input_grad[3] else None
+                grad_b = (torch.mm(grad.t(), xa).mul_(ctx.scaling)).to(b.dtype) if ctx.needs_input_grad[4] else None
+                grad_bias = grad.sum(0) if ctx.bias_grad else None
+            return grad_x, None, grad_bias, grad_a, grad_b, None
+
+    return LoraLinear
+
+
+class _Lazy:
+    fn: Any = None
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        if cls.fn is None:
+            cls.fn = _lora_function()
+        return cls.fn.apply(*args)
+
+
+_LoraLinear = _Lazy
 
 
 def decoder_layers(model: Any) -> list[Any]:
@@ -242,5 +323,5 @@ def compile_regions(model: Any) -> str:
     if not layers:
         return "compile: no decoder layers found; running uncompiled"
     for layer in layers:
-        layer.compile(dynamic=False)
+        layer.compile()  # dynamic=None: a second shape compiles one graph for every length
     return f"compile: {len(layers)} decoder layers compiled (regional)"

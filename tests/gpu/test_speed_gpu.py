@@ -163,7 +163,7 @@ def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0.0, 0.02)
-    ids = torch.randint(10, 4000, (4, 256), device="cuda")
+    ids = torch.randint(10, model.config.vocab_size, (4, 256), device="cuda")
 
     def step() -> tuple[float, list[torch.Tensor]]:
         model.zero_grad()
