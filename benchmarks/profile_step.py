@@ -76,37 +76,21 @@ def profile_forge(recipe: Path, overrides: list[str], compile_counters: bool) ->
 
 
 def profile_unsloth(model_dir: str, batches: str, shape: str) -> None:
-    from unsloth import FastLanguageModel
+    seq, batch = tt.parse_shapes(shape)[0]
+    model = tt.unsloth_model(model_dir, seq)  # imports unsloth before torch, as it asks
 
     import torch
 
-    seq, batch = tt.parse_shapes(shape)[0]
-    model, _ = FastLanguageModel.from_pretrained(model_name=model_dir, max_seq_length=seq, dtype=torch.bfloat16,
-                                                 load_in_4bit=True, local_files_only=True)
-    model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32, lora_dropout=0.0, target_modules=tt.TARGETS,
-                                             bias="none", use_gradient_checkpointing="unsloth", random_state=0,
-                                             max_seq_length=seq)
-    FastLanguageModel.for_training(model)
     ids = torch.tensor(json.loads(Path(batches).read_text())[f"{seq}x{batch}"], device="cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-4)
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss.item()
-
     for _ in range(3):
-        step()
+        tt.train_step(model, ids, params, optimizer)
     torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                             torch.profiler.ProfilerActivity.CUDA]) as prof:
-        step()
+        tt.train_step(model, ids, params, optimizer)
         torch.cuda.synchronize()
     print(f"unsloth step (profiled): {time.perf_counter() - start:.3f} s", flush=True)
     print(top_kernels(prof), flush=True)

@@ -182,6 +182,34 @@ def token_batches(work: Path, recipes: dict[tuple[int, int], Path], model: Path)
 
 
 # ------------------------------------------------------------------------------------- plain and unsloth
+def train_step(model, ids, params, optimizer) -> float:
+    """One step of the plain and Unsloth loops: bf16 autocast, clip 1.0, AdamW; the loss (a host sync)."""
+    import torch
+
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def unsloth_model(model_dir: str, longest: int):
+    """Unsloth's 4-bit model with LoRA as its documentation sets it up (its gradient checkpointing)."""
+    from unsloth import FastLanguageModel  # first: it patches transformers on import
+
+    import torch
+
+    model, _ = FastLanguageModel.from_pretrained(model_name=model_dir, max_seq_length=longest, dtype=torch.bfloat16,
+                                                 load_in_4bit=True, local_files_only=True)
+    model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS,
+                                             bias="none", use_gradient_checkpointing="unsloth",
+                                             random_state=SEED, max_seq_length=longest)
+    FastLanguageModel.for_training(model)
+    return model
+
+
 def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[int, int]], steps: int,
                 warmup: int, name: str, out: Path) -> None:
     """The same loop for the plain and the Unsloth model: AdamW, clip 1.0, bf16 autocast; one record per shape."""
@@ -199,13 +227,7 @@ def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[i
             for _ in range(warmup + steps):
                 torch.cuda.synchronize()
                 start = time.perf_counter()
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = model(input_ids=ids, labels=ids).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
+                losses.append(train_step(model, ids, params, optimizer))
                 times.append(time.perf_counter() - start)
         except torch.OutOfMemoryError as e:
             error = f"out of memory: {str(e).splitlines()[0][:120]}"
@@ -244,17 +266,7 @@ def _plain(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, o
 
 
 def _unsloth(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str) -> None:
-    from unsloth import FastLanguageModel  # first: it patches transformers on import
-
-    import torch
-
-    longest = max(seq for seq, _ in parse_shapes(shapes))
-    model, _ = FastLanguageModel.from_pretrained(model_name=model_dir, max_seq_length=longest, dtype=torch.bfloat16,
-                                                 load_in_4bit=True, local_files_only=True)
-    model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS,
-                                             bias="none", use_gradient_checkpointing="unsloth",
-                                             random_state=SEED, max_seq_length=longest)
-    FastLanguageModel.for_training(model)
+    model = unsloth_model(model_dir, max(seq for seq, _ in parse_shapes(shapes)))
     _train_loop(model, json.loads(Path(batches).read_text()), parse_shapes(shapes), steps, warmup, "unsloth",
                 Path(out))
 

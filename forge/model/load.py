@@ -236,7 +236,8 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
         notes.append(f"resized token embeddings to {len(tok)}")
     model.config.pad_token_id = tok.pad_token_id
     if quantization and (sharded or not fp32_norms):
-        # prepare_model_for_kbit_training casts norms to fp32; ZeRO-3/FSDP flatten parameters and need one dtype
+        # not prepare_model_for_kbit_training, which casts norms, embeddings and head to fp32: slower, more
+        # memory, and ZeRO-3/FSDP flatten parameters into one dtype
         for param in model.parameters():
             param.requires_grad_(False)
         if gradient_checkpointing:

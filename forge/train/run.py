@@ -133,7 +133,6 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         settings = trainer_settings(plan.trainer, output_dir=str(run_dir / "checkpoints"), micro_batch=micro,
                                     accumulation=accumulation, cuda=cuda,
                                     bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
-        settings.padding_free = speed.padding_free
         settings.args["activation_offloading"] = speed.activation_offload
         settings.speed = summary["speed"] = speed.to_dict()
         _distributed_args(settings.args, plan.launch, run_dir, world)

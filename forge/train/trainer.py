@@ -21,8 +21,7 @@ class TrainerSettings:
     precision: str  # bf16 | fp16 | no
     loss: str
     early_stopping: dict[str, Any] | None
-    speed: dict[str, Any] | None = None  # training.speed as the recipe says it (auto undecided)
-    padding_free: bool = False  # decided: concatenate each micro-batch into one row
+    speed: dict[str, Any] | None = None  # the switches decided for this machine (forge/train/speed.py), set by execute
 
 
 def resolve_precision(mode: str, *, cuda: bool, bf16_supported: bool) -> str:
@@ -58,7 +57,7 @@ def trainer_settings(plan_trainer: Mapping[str, Any], *, output_dir: str, micro_
     args.setdefault("eval_on_start", args.get("eval_strategy", "no") != "no")  # the baseline of the loss drop
     args.setdefault("dataloader_pin_memory", cuda)
     return TrainerSettings(args=args, precision=precision, loss=forge["loss"] or "causal_lm",
-                           early_stopping=forge["early_stopping"], speed=forge["speed"])
+                           early_stopping=forge["early_stopping"])
 
 
 def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettings, train: Any, validation: Any,
@@ -78,7 +77,8 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
         from trl import SFTConfig, SFTTrainer
 
         collator = None
-        if settings.padding_free and not settings.args.get("packing"):  # packing is padding-free in TRL already
+        padding_free = (settings.speed or {}).get("padding_free")
+        if padding_free and not settings.args.get("packing"):  # packing is padding-free in TRL already
             from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
             collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)

@@ -148,14 +148,23 @@ def test_a_padding_free_run_trains_on_the_same_tokens_as_a_padded_one(tmp_path: 
 
     from forge.model.tiny import tiny_llama
 
+    from transformers import TrainerCallback
+
+    class Collator(TrainerCallback):
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            fn = train_dataloader.collate_fn
+            self.padding_free = getattr(getattr(fn, "data_collator", fn), "padding_free", None)
+
     model = tiny_llama(None, random_texts(80, seed=3), root=tmp_path / "cache")
     results = {}
     for switch in ("false", "true"):
         recipe = write_recipe(tmp_path / switch, random_texts(80, seed=4), model, name="pf")
         resolved, plan = prepare(recipe, f"training.speed.padding_free={switch}", "training.max_steps=2",
                                  "training.save_steps=2")
-        summary = run_recipe(resolved, plan, progress=False)
+        collator = Collator()
+        summary = run_recipe(resolved, plan, progress=False, callbacks=[collator])
         assert summary["status"] == "completed" and summary["speed"]["padding_free"] is (switch == "true")
+        assert collator.padding_free is (switch == "true")  # the batches really are single rows
         lines = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
         results[switch] = ([r["eval_loss"] for r in lines if r.get("kind") == "eval"][0],
                            [r["loss"] for r in lines if r.get("kind") == "train"][0],
