@@ -173,12 +173,32 @@ def gates_are_measured(recipe: Recipe) -> Iterator[Issue]:
                    "set compare_with: base (or a run directory), or use at_most/at_least")
 
 
+@rule
+def speed_switches_fit(recipe: Recipe) -> Iterator[Issue]:
+    """A speed switch set to true where it cannot work (auto never is: see forge/train/speed.py)."""
+    sp, where = recipe.training.speed, ("training", "speed")
+    if sp.fused_lora is True and (not recipe.lora.enabled or recipe.lora.use_dora):
+        yield (where + ("fused_lora",), "fused_lora applies to plain LoRA adapters "
+               f"({'lora is off' if not recipe.lora.enabled else 'lora.use_dora is on'})", "set fused_lora: auto")
+    for name in ("padding_free", "liger_kernels"):
+        if getattr(sp, name) is True and recipe.model.task != "causal_lm":
+            yield (where + (name,), f"{name} applies to causal LMs, and model.task is {recipe.model.task}",
+                   f"set {name}: auto")
+    if sp.padding_free is True and recipe.model.attn_implementation == "eager":
+        yield (where + ("padding_free",), "padding_free needs an attention that keeps the examples of a row "
+               "apart, and model.attn_implementation is eager", "set model.attn_implementation: auto")
+
+
 def runtime_issues(recipe: Recipe, cuda_available: bool) -> list[Issue]:
     """Problems that depend on this machine, checked before any model is loaded."""
     issues: list[Issue] = []
     if recipe.quantization.mode != "none" and not cuda_available:
         issues.append((("quantization", "mode"), f"{recipe.quantization.mode} quantization needs a CUDA GPU and "
                        "none is visible", "run on a GPU machine, or override quantization.mode=none"))
+    for name in ("liger_kernels", "activation_offload"):
+        if getattr(recipe.training.speed, name) is True and not cuda_available:
+            issues.append((("training", "speed", name), f"{name} needs a CUDA GPU and none is visible",
+                           f"set training.speed.{name}: auto (on where it works)"))
     if recipe.distribution.strategy == "deepspeed" and not cuda_available:
         issues.append((("distribution", "strategy"), "DeepSpeed needs CUDA GPUs",
                        "use strategy: ddp for CPU processes"))

@@ -70,6 +70,21 @@ CASES = {
     "relative gate without a baseline": (
         "evaluation: {compare_with: null, gates: [{metric: perplexity, must: decrease_by, value: 0.1}]}\n",
         "evaluation.gates.0.must: decrease_by compares with a baseline and evaluation.compare_with is null"),
+    "fused lora without lora": (
+        "lora: {enabled: false}\ntraining: {speed: {fused_lora: true}}\n",
+        "training.speed.fused_lora: fused_lora applies to plain LoRA adapters (lora is off); set fused_lora: auto"),
+    "fused lora with dora": (
+        "lora: {use_dora: true}\ntraining: {speed: {fused_lora: true}}\n",
+        "training.speed.fused_lora: fused_lora applies to plain LoRA adapters (lora.use_dora is on)"),
+    "padding-free encoder": (
+        "model: {name_or_path: bert, task: masked_lm}\ntraining: {speed: {padding_free: true}}\n",
+        "training.speed.padding_free: padding_free applies to causal LMs, and model.task is masked_lm"),
+    "liger on an encoder": (
+        "model: {name_or_path: bert, task: masked_lm}\ntraining: {speed: {liger_kernels: true}}\n",
+        "training.speed.liger_kernels: liger_kernels applies to causal LMs"),
+    "padding-free with eager attention": (
+        "model: {name_or_path: m, attn_implementation: eager}\ntraining: {speed: {padding_free: true}}\n",
+        "training.speed.padding_free: padding_free needs an attention that keeps the examples of a row apart"),
     "unknown step": (
         "preprocess:\n  - step: remove_citation\n",
         "preprocess.0.step: unknown preprocessing step 'remove_citation'"),
@@ -99,3 +114,14 @@ def test_runtime_rules_need_cuda_for_4bit(write, MINIMAL: str) -> None:
     [(path, message, hint)] = runtime_issues(recipe, cuda_available=False)
     assert path == ("quantization", "mode") and "needs a CUDA GPU" in message and "mode=none" in hint
     assert runtime_issues(recipe, cuda_available=True) == []
+
+
+def test_runtime_rules_need_cuda_for_gpu_speed_switches(write, MINIMAL: str) -> None:
+    recipe = resolve(write("r.yaml", MINIMAL + "training: {speed: {liger_kernels: true, activation_offload: true}}\n")).recipe
+    found = runtime_issues(recipe, cuda_available=False)
+    assert [path for path, _, _ in found] == [("training", "speed", "liger_kernels"),
+                                              ("training", "speed", "activation_offload")]
+    assert all("needs a CUDA GPU" in message and ": auto" in hint for _, message, hint in found)
+    assert runtime_issues(recipe, cuda_available=True) == []
+    auto = resolve(write("a.yaml", MINIMAL)).recipe
+    assert runtime_issues(auto, cuda_available=False) == []  # auto is never an error
