@@ -196,7 +196,7 @@ def fuse_lora(model: Any) -> str:
             module._forge_peft_forward = module.forward
             module.forward = types.MethodType(_fused_lora_forward, module)
             fused += 1
-    return f"fused_lora: {fused} LoRA layers add their update in place"
+    return f"fused_lora: {fused} LoRA layers fused with their base layers"
 
 
 def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
