@@ -117,7 +117,8 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str],
-                    sources_sha256: dict[str, str] | None = None) -> Path | None:
+                    sources_sha256: dict[str, str] | None = None,
+                    plan: dict[str, Any] | None = None) -> Path | None:
     """Make run_dir ready and return the checkpoint to resume from, if any.
 
     auto: resume from the newest complete checkpoint when there is one, else start fresh.
@@ -127,6 +128,8 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str],
     complete checkpoint if there is one and change nothing.
     sources_sha256: the data files' digests now; resuming a run whose summary recorded other digests is refused
     (the data position in the checkpoint would point into different examples).
+    plan: the plan now (Plan.to_dict()); resuming checkpoints of another model or adapter shape than the one
+    the run directory's plan.json describes is refused (the weights would not load).
     """
     if resume not in ("auto", "always", "never", "prepared"):
         raise ForgeRuntimeError(f"unknown resume mode {resume!r}", "use auto, always or never", doc="resume-problems")
@@ -141,6 +144,8 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str],
         if latest is not None:
             if sources_sha256 is not None:
                 check_sources_unchanged(run_dir, sources_sha256)
+            if plan is not None:
+                check_model_unchanged(run_dir, plan)
             for path in remove_incomplete(root):
                 notes.append(f"removed incomplete checkpoint {path.name} (interrupted while saving)")
             step = checkpoint_step(latest) or 0
@@ -183,3 +188,45 @@ def checkpoint_info(root: Path) -> dict[str, Any]:
     """What the run directory holds now, for the summary."""
     complete = [p for p in list_checkpoints(root) if is_complete(p)]
     return {"checkpoints": [p.name for p in complete], "last_checkpoint": str(complete[-1]) if complete else None}
+
+
+# What a checkpoint's weights depend on: resuming with any of these changed cannot load them
+MODEL_KEYS = {"model": ("name_or_path", "revision", "task", "num_labels", "tiny", "domain_tokens"),
+              "lora": ("r", "target_modules", "modules_to_save", "use_dora", "bias"),
+              "quantization": ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type")}
+
+
+def model_shape(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan's values that decide the shapes of the trained weights, as 'section.key': value."""
+    shape: dict[str, Any] = {}
+    for section, keys in MODEL_KEYS.items():
+        values = plan.get(section)
+        shape[f"{section}.enabled"] = values is not None
+        for key in keys:
+            shape[f"{section}.{key}"] = (values or {}).get(key)
+    if not str(shape["model.name_or_path"]).startswith("forge:"):
+        del shape["model.tiny"]  # the shape of Forge's built-in model, not of a model from a folder or the hub
+    return shape
+
+
+class ModelChanged(ForgeRuntimeError):
+    """The recipe now describes another model or adapter than the checkpoints hold (exit 2: bad input)."""
+
+    doc = "resume-problems"
+
+
+def check_model_unchanged(run_dir: Path, plan: dict[str, Any]) -> None:
+    """Raise ModelChanged when the run directory's plan.json trained another model or adapter shape.
+    A run directory without plan.json (written by every Forge run) is not checked."""
+    recorded = read_json(run_dir / "plan.json")
+    if not recorded:
+        return
+    before, now = model_shape(recorded), model_shape(plan)
+    changed = [key for key in now if before.get(key) != now[key]]
+    if changed:
+        key = changed[0]
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ModelChanged(f"cannot resume {run_dir.name}: its checkpoints were trained with {key} "
+                           f"{before.get(key)!r}, and the recipe now says {now[key]!r}{more}",
+                           "restore the recipe to resume, or run with --fresh to start over (the old run is "
+                           "moved aside)")

@@ -116,7 +116,7 @@ def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: Resum
 
         digests = source_digests(resolve(recipe_path, overrides).recipe.data.sources)
         # decided once, here: the processes only resume what is there
-        prepare_run_dir(run_dir, resume, notes, sources_sha256=digests)
+        prepare_run_dir(run_dir, resume, notes, sources_sha256=digests, plan=plan.to_dict())
     for note in notes:
         print(f"  note      {note}", flush=True)
     prepare_tokenizer(plan.model, plan.quantization)  # builds forge:tiny-* models once, before the processes

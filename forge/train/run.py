@@ -67,7 +67,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
     # 1. The run directory: resume from its newest complete checkpoint, or start fresh
     previous = read_json(run_dir / "summary.json")
     digests = source_digests(recipe.data.sources) if main else {}
-    checkpoint = prepare_run_dir(run_dir, resume, notes, sources_sha256=digests if main else None)
+    checkpoint = prepare_run_dir(run_dir, resume, notes, sources_sha256=digests if main else None,
+                                 plan=plan.to_dict() if main else None)
     if main:
         write_text(run_dir / "recipe.yaml", resolved.yaml_text)
         write_json(run_dir / "plan.json", plan.to_dict())

@@ -156,3 +156,41 @@ def test_source_digests_cover_folders_and_skip_hub_datasets(tmp_path: Path) -> N
     digests = source_digests([DataSource(path=str(tmp_path / "corpus")), DataSource(hf_dataset="x/y"),
                               DataSource(path=str(tmp_path / "missing.json"))])
     assert sorted(Path(p).name for p in digests) == ["a.jsonl", "b.md"]
+
+
+def test_a_changed_model_or_adapter_shape_refuses_to_resume(tmp_path: Path, tiny_llama_dir: Path,
+                                                            genomics_examples: list[str], fake_data: None) -> None:
+    """Checkpoints of r=8 adapters cannot load into r=4 ones: one line naming the key, exit 2, nothing touched;
+    the same recipe resumes, --fresh starts over."""
+    from forge.train.checkpoints import ModelChanged, model_shape
+
+    recipe = harness.write_recipe(tmp_path, genomics_examples, tiny_llama_dir, name="reshaped")
+    summary, _ = _run(recipe, "training.max_steps=6", "training.save_steps=2", callbacks=[InterruptAt(2)])
+    assert summary["status"] == "interrupted" and summary["checkpoints"]
+    run_dir = Path(summary["run_dir"])
+    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    with pytest.raises(ModelChanged) as caught:
+        _run(recipe, "training.max_steps=6", "training.save_steps=2", "lora.r=4", resume="auto")
+    message = str(caught.value)
+    assert message.startswith("cannot resume reshaped: its checkpoints were trained with lora.r 8, and the recipe "
+                              "now says 4; restore the recipe to resume, or run with --fresh")
+    assert caught.value.exit_code == 2 and caught.value.doc == "resume-problems"
+    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before  # plan.json too
+
+    import forge.cli
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = forge.cli.main(["run", str(recipe), "training.max_steps=6", "training.save_steps=2",
+                               "model.tiny.hidden_size=32", "lora.target_modules=[q_proj]", "lora.use_dora=true"])
+    assert code == 2 and err.getvalue().count("\n") == 1  # model.tiny does not shape a model from a folder
+    assert "trained with lora.target_modules 'all-linear', and the recipe now says ['q_proj'] (and 1 more)" \
+        in err.getvalue()
+
+    # what does not shape the weights may change on resume (a longer run, another learning rate)
+    resumed, _ = _run(recipe, "training.max_steps=8", "training.save_steps=2", "optimizer.lr=1.0e-3", resume="auto")
+    assert resumed["status"] == "completed" and resumed["steps"] == 8
+    assert Path(resumed["resumed_from"]).name in summary["checkpoints"]
+    fresh, _ = _run(recipe, "training.max_steps=2", "training.save_steps=2", "lora.r=4", resume="never")
+    assert fresh["status"] == "completed" and fresh["resumed_from"] is None
+    assert model_shape(json.loads((run_dir / "plan.json").read_text()))["lora.r"] == 4
