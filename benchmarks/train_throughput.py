@@ -13,9 +13,9 @@ seq 2048 (batch 1, 4, 8) and seq 8192 (batch 1):
   unsloth  FastLanguageModel 4-bit + get_peft_model(use_gradient_checkpointing="unsloth"), the same torch loop
 
 Each row: steady-state tokens/s (median step time after warm-up steps), peak GPU memory (max allocated; the
-allocator's reserved peak too), and the first losses. The plain and Unsloth workers load the model once and
-train it through every shape in turn, so their losses start from fresh adapters only at the first shape; the
-loss gaps are shown for that shape. `--render ROWS.json` prints the table of an earlier run again.
+allocator's reserved peak too), and the first losses, compared with the plain loop's. The plain and Unsloth
+workers load the model once and start every shape from the same initial adapters with a new optimizer.
+`--render ROWS.json` prints the table of an earlier run again.
 
     python benchmarks/train_throughput.py [--out DIR] [--shapes 2048x1,2048x4,2048x8,8192x1] [--steps 4]
         [--warmup 2] [--stacks plain,forge,unsloth] [--unsloth-site DIR] [--variant NAME:KEY=VALUE,...]
@@ -212,13 +212,18 @@ def unsloth_model(model_dir: str, longest: int):
 
 def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[int, int]], steps: int,
                 warmup: int, name: str, out: Path) -> None:
-    """The same loop for the plain and the Unsloth model: AdamW, clip 1.0, bf16 autocast; one record per shape."""
+    """The same loop for the plain and the Unsloth model: AdamW, clip 1.0, bf16 autocast; one record per shape.
+    Every shape starts from the adapters as they were initialised and a new optimizer, as a `forge run` does."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    initial = [p.detach().to("cpu", copy=True) for p in params]  # on the CPU: no GPU memory of ours counted
     results = []
     for seq, batch in shapes:
+        with torch.no_grad():
+            for param, first in zip(params, initial):
+                param.copy_(first)
+        optimizer = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
         ids = torch.tensor(batches[f"{seq}x{batch}"], device="cuda")
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -232,8 +237,9 @@ def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[i
         except torch.OutOfMemoryError as e:
             error = f"out of memory: {str(e).splitlines()[0][:120]}"
             optimizer.zero_grad(set_to_none=True)
+        del optimizer
         step = statistics.median(times[warmup:]) if len(times) > warmup else None
-        results.append({"stack": name, "seq": seq, "batch": batch, "error": error, "losses": losses,
+        results.append({"stack": name, "seq": seq, "batch": batch, "error": error, "losses": losses, "fresh": True,
                         "step_seconds": step, "tokens_per_second": seq * batch / step if step else None,
                         "peak_allocated": torch.cuda.max_memory_allocated(),
                         "peak_reserved": torch.cuda.max_memory_reserved()})
@@ -463,7 +469,7 @@ def main() -> int:
     order = {name: i for i, name in enumerate(["plain", "plain-bf16", "forge", *[v[0] for v in variants[1:]],
                                                "unsloth"])}
     rows.sort(key=lambda r: (r["seq"], r["batch"], order.get(r["stack"], 99)))
-    text = table(rows, args.steps, device_name(), fresh=shapes[0] if shapes else None) if rows else ""
+    text = table(rows, args.steps, device_name()) if rows else ""
     if real:
         text += "\n\n" + real_table(real, args.steps, device_name())
     (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
@@ -481,7 +487,10 @@ def render(path: Path) -> int:
     device = ", ".join(parts[1:4]) if len(parts) > 4 else "device not recorded"
     date = parts[4][:10] if len(parts) > 4 else None
     steps = int(header.split("median step of ")[1].split()[0]) if "median step of " in header else 4
-    first = (main_rows[0]["seq"], main_rows[0]["batch"]) if main_rows else None
+    workers = [r for r in main_rows if r["stack"] in ("plain", "plain-bf16", "unsloth")]
+    # rows without "fresh" come from a version that trained the workers on through the shapes: only the
+    # first shape compares
+    first = None if all(r.get("fresh") for r in workers) else (main_rows[0]["seq"], main_rows[0]["batch"])
     print(table(main_rows, steps, device, fresh=first, date=date))
     return 0
 
