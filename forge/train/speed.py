@@ -204,7 +204,8 @@ def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
 
     active = self.active_adapters
     if self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or len(active) != 1 \
-            or active[0] not in self.lora_A or active[0] in getattr(self, "lora_variant", {}):
+            or active[0] not in self.lora_A or active[0] in getattr(self, "lora_variant", {}) \
+            or self.lora_B[active[0]].bias is not None:
         return self._forge_peft_forward(x, *args, **kwargs)
     name = active[0]
     a, b = self.lora_A[name].weight, self.lora_B[name].weight
