@@ -202,4 +202,7 @@ def runtime_issues(recipe: Recipe, cuda_available: bool) -> list[Issue]:
     if recipe.distribution.strategy == "deepspeed" and not cuda_available:
         issues.append((("distribution", "strategy"), "DeepSpeed needs CUDA GPUs",
                        "use strategy: ddp for CPU processes"))
+    if recipe.distribution.strategy == "fsdp" and not cuda_available:  # accelerate runs CPU processes as DDP
+        issues.append((("distribution", "strategy"), "FSDP needs CUDA GPUs (on the CPU it would silently be DDP)",
+                       "use strategy: ddp for CPU processes"))
     return issues

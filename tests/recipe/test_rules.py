@@ -125,3 +125,12 @@ def test_runtime_rules_need_cuda_for_gpu_speed_switches(write, MINIMAL: str) -> 
     assert runtime_issues(recipe, cuda_available=True) == []
     auto = resolve(write("a.yaml", MINIMAL)).recipe
     assert runtime_issues(auto, cuda_available=False) == []  # auto is never an error
+
+
+@pytest.mark.parametrize("strategy, name", [("deepspeed", "DeepSpeed"), ("fsdp", "FSDP")])
+def test_runtime_rules_need_cuda_for_sharding_engines(write, MINIMAL: str, strategy: str, name: str) -> None:
+    recipe = resolve(write("r.yaml", MINIMAL + f"distribution: {{strategy: {strategy}, num_processes: 2}}\n")).recipe
+    [(path, message, hint)] = runtime_issues(recipe, cuda_available=False)
+    assert path == ("distribution", "strategy") and message.startswith(f"{name} needs CUDA GPUs")
+    assert hint == "use strategy: ddp for CPU processes"
+    assert runtime_issues(recipe, cuda_available=True) == []
