@@ -82,14 +82,34 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
             from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
             collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
-        trainer = SFTTrainer(model=model, args=SFTConfig(**settings.args), train_dataset=train,
-                             eval_dataset=validation, processing_class=tokenizer, compute_loss_func=loss_function,
-                             callbacks=callbacks, data_collator=collator)
+        trainer = _sft_trainer_class()(model=model, args=SFTConfig(**settings.args), train_dataset=train,
+                                       eval_dataset=validation, processing_class=tokenizer, callbacks=callbacks,
+                                       data_collator=collator)
+        trainer.compute_loss_func = loss_function  # a user loss: one forward per step (see _sft_trainer_class)
     else:
         trainer = _encoder_trainer(task, model, tokenizer, settings, train, validation, loss_function, callbacks)
     for default in (ProgressCallback, PrinterCallback):  # Forge draws its own progress bar
         trainer.remove_callback(default)
     return trainer
+
+
+def _sft_trainer_class() -> Any:
+    """SFTTrainer that computes a user loss (compute_loss_func) from one forward pass, as transformers' Trainer
+    does. TRL's own path for it runs the model a second time for its entropy and accuracy metrics, and TRL
+    deprecates passing compute_loss_func in favour of a subclass like this one."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class ForgeSFTTrainer(SFTTrainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            if self.compute_loss_func is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            return Trainer.compute_loss(self, model, {**inputs, "use_cache": False}, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return ForgeSFTTrainer
 
 
 def _encoder_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettings, train: Any,

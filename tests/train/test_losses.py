@@ -62,3 +62,43 @@ def test_unknown_losses_and_broken_modules_are_clear_errors(tmp_path: Path) -> N
         loss_function("x", str(broken))
     with pytest.raises(ForgeRuntimeError, match="not a Python file"):
         loss_function("x", str(tmp_path / "missing.py"))
+
+
+def test_a_user_loss_trains_with_one_forward_pass_per_step(tmp_path: Path, tiny_llama_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user loss goes through forge run with the model run once per step (TRL's own path runs it twice),
+    and its value is the one the loss computes (twice the cross-entropy here: twice the built-in run's loss)."""
+    import json
+
+    import forge.train.run
+    from harness import fake_bundle, prepare, write_recipe
+
+    module = tmp_path / "doubled_loss.py"
+    module.write_text(USER_LOSS.format(name="doubled_for_forward_count"))
+    monkeypatch.setattr(forge.train.run, "load_data", fake_bundle)
+    texts = [f"BRCA1 and TP53 regulate repair in cells, case {i}." for i in range(40)]
+    calls = []
+    losses = {}
+    for name, extra in (("builtin", []), ("user", ["training.loss=doubled_for_forward_count",
+                                                   f"training.loss_module={module}"])):
+        recipe = write_recipe(tmp_path / name, texts, tiny_llama_dir, name=name)
+        resolved, plan = prepare(recipe, "training.max_steps=2", "training.save_steps=100",
+                                 "data.split.validation=0.0", *extra)
+        import transformers
+
+        real = transformers.LlamaModel.forward  # the backbone: both loss paths run it once per forward
+        counted = []
+
+        def counting(self, *args, **kwargs):
+            counted.append(1)
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(transformers.LlamaModel, "forward", counting)
+        summary = forge.train.run.run_recipe(resolved, plan, progress=False)
+        monkeypatch.setattr(transformers.LlamaModel, "forward", real)
+        assert summary["status"] == "completed", summary.get("error")
+        calls.append(len(counted))
+        lines = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [r["loss"] for r in lines if r.get("kind") == "train"]
+    assert calls == [2, 2]  # two steps, one forward each, for the built-in and the user loss alike
+    assert losses["user"][0] == pytest.approx(2 * losses["builtin"][0], rel=1e-5)
