@@ -97,8 +97,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
 
         # 3. Data: the recipe's papers as train/validation examples
         bundle = load_data(recipe, tokenizer.tokenizer, progress)
-        train = _drop_paper_id(bundle.train)
-        validation = _drop_paper_id(bundle.validation)
+        train = _trainer_rows(bundle.train, plan)
+        validation = _trainer_rows(bundle.validation, plan)
         if validation is not None and len(validation) == 0:
             validation = None
 
@@ -267,6 +267,22 @@ def _drop_paper_id(dataset: Any) -> Any:
     if dataset is None:
         return None
     return dataset.remove_columns([c for c in ("paper_id",) if c in dataset.column_names])
+
+
+def _trainer_rows(dataset: Any, plan: Plan) -> Any:
+    """The split as the trainer takes it: without paper ids; chat rows trained on the assistant's turn only
+    (completion_only_loss) become conversational prompt/completion rows, whose prompt TRL masks out of the
+    loss with any chat template (a `messages` row would train on the whole conversation)."""
+    dataset = _drop_paper_id(dataset)
+    if dataset is None or "messages" not in dataset.column_names or not plan.trainer.get("completion_only_loss"):
+        return dataset
+
+    def split(row: dict[str, Any]) -> dict[str, Any]:
+        messages = row["messages"]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        return {"prompt": messages[:last], "completion": messages[last:]}
+
+    return dataset.map(split, remove_columns=["messages"])
 
 
 def _no_validation(args: dict[str, Any], notes: list[str]) -> None:

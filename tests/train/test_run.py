@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from transformers import TrainerCallback
 
 from harness import PROBE_IDS, ReferenceRun, read_metrics, read_summary
 
@@ -130,7 +131,15 @@ def test_instruction_and_chat_data_train_on_completions(write_recipe: Callable[.
         overrides.append("training.loss=completion_only")
     resolved, plan = prepare(write_recipe(data_format), *overrides)
     assert plan.trainer["completion_only_loss"] is True
-    summary = run_recipe(resolved, plan, progress=False)
+
+    class FirstExample(TrainerCallback):
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            self.labels = train_dataloader.dataset[0]["labels"]
+
+    first = FirstExample()
+    summary = run_recipe(resolved, plan, progress=False, callbacks=[first])
+    # the prompt (the user's turn for chat) is masked out of the loss, the completion is trained on
+    assert first.labels[0] == -100 and first.labels[-1] != -100
     assert summary["status"] == "completed" and summary["steps"] == 4
     assert (summary["micro_batch_size"], summary["gradient_accumulation_steps"]) == (8, 2)
     assert any("micro_batch_size auto: 8 x 2" in n for n in summary["notes"])
