@@ -1,7 +1,8 @@
 """The speed switches of `training.speed`, decided for this machine and applied to a loaded model.
 
 - liger_kernels: Liger's Triton kernels for RMSNorm, RoPE and SwiGLU, patched into the model instance (CUDA).
-- fused_lora: each LoRA update is added into the base layer's output by one in-place addmm.
+- fused_lora: base layer and LoRA update as one autograd node: the update added into the base output by
+  one in-place addmm, and in the backward the LoRA input gradient added into the base one.
 - padding_free: the examples of a micro-batch are concatenated into one row with position_ids; attention runs
   over each example alone through PyTorch's variable-length flash attention (`forge_varlen`, registered with
   transformers' AttentionInterface), or flex/flash attention when the recipe names one.

@@ -141,6 +141,21 @@ def test_padding_free_rows_attend_within_each_example_only(tmp_path: Path, lengt
             start += len(row)
 
 
+def test_the_varlen_attention_takes_padded_batches_like_sdpa(tmp_path: Path) -> None:
+    """A model loaded with forge_varlen still serves padded batches (evaluation, generation) as sdpa does."""
+    speed.register_varlen_attention()
+    varlen, ids = lora_llama(tmp_path, lora=False, attn=speed.VARLEN)
+    sdpa, _ = lora_llama(tmp_path, lora=False, attn="sdpa")
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0  # left padding in the first row
+    with torch.no_grad():
+        got = varlen(input_ids=ids, attention_mask=mask).logits
+        want = sdpa(input_ids=ids, attention_mask=mask).logits
+        unmasked = sdpa(input_ids=ids).logits
+    assert torch.allclose(got[0, 5:], want[0, 5:], atol=1e-5) and torch.allclose(got[1], want[1], atol=1e-5)
+    assert not torch.allclose(want[0, 5:], unmasked[0, 5:], atol=1e-3)  # the mask does matter
+
+
 def test_a_padding_free_run_trains_on_the_same_tokens_as_a_padded_one(tmp_path: Path) -> None:
     """Same recipe, padded and padding-free micro-batches: same validation loss before training, same first
     training loss (the loss is a mean over the same real tokens)."""
