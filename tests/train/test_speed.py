@@ -107,6 +107,39 @@ def test_fused_lora_computes_peft_outputs_and_gradients(tmp_path: Path, dropout:
         assert torch.allclose(grads_fused[name], grad, rtol=1e-4, atol=1e-7), name
 
 
+def test_fused_lora_trains_a_base_bias_like_peft() -> None:
+    """lora.bias: all makes the base layers' biases trainable: the fused node gives them PEFT's gradients."""
+    from peft import LoraConfig, get_peft_model
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(12, 7)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x)
+
+    torch.manual_seed(0)
+    model = get_peft_model(Net(), LoraConfig(r=3, lora_alpha=6, target_modules=["lin"], bias="all"))
+    with torch.no_grad():
+        model.base_model.model.lin.lora_B["default"].weight.normal_()
+    x = torch.randn(2, 5, 12, requires_grad=True)
+
+    def grads() -> list[torch.Tensor]:
+        model.zero_grad()
+        x.grad = None
+        (model(x) ** 2).sum().backward()
+        return [x.grad.clone()] + [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    before = grads()
+    assert model.base_model.model.lin.base_layer.bias.requires_grad
+    speed.fuse_lora(model)
+    after = grads()
+    assert len(after) == len(before) == 4  # input, base bias, A, B
+    for a, b in zip(after, before):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_fused_lora_leaves_disabled_adapters_and_dora_to_peft(tmp_path: Path) -> None:
     model, ids = lora_llama(tmp_path, dora=True)
     model.eval()
