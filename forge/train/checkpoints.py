@@ -146,6 +146,7 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str],
                 check_sources_unchanged(run_dir, sources_sha256)
             if plan is not None:
                 check_model_unchanged(run_dir, plan)
+                check_processes(run_dir, plan, notes)
             for path in remove_incomplete(root):
                 notes.append(f"removed incomplete checkpoint {path.name} (interrupted while saving)")
             step = checkpoint_step(latest) or 0
@@ -230,3 +231,29 @@ def check_model_unchanged(run_dir: Path, plan: dict[str, Any]) -> None:
                            f"{before.get(key)!r}, and the recipe now says {now[key]!r}{more}",
                            "restore the recipe to resume, or run with --fresh to start over (the old run is "
                            "moved aside)")
+
+
+def _processes(launch: dict[str, Any]) -> tuple[str, int]:
+    return str(launch.get("strategy", "none")), int(launch.get("world_size") or 1)
+
+
+def check_processes(run_dir: Path, plan: dict[str, Any], notes: list[str]) -> None:
+    """DeepSpeed writes each process's optimizer shard, so its checkpoints resume only under DeepSpeed with
+    as many processes (ModelChanged otherwise); plain and DDP checkpoints resume with any count, with a note
+    that the examples per optimizer step change with it."""
+    recorded = read_json(run_dir / "plan.json").get("launch")
+    if not isinstance(recorded, dict):
+        return
+    (old_strategy, old_world), (strategy, world) = _processes(recorded), _processes(plan.get("launch") or {})
+    if (old_strategy, old_world) == (strategy, world):
+        return
+    if "deepspeed" in (old_strategy, strategy) and (old_strategy != strategy or old_world != world):
+        raise ModelChanged(f"cannot resume {run_dir.name}: its checkpoints were written by {old_world} "
+                           f"process(es) under {old_strategy}, and the recipe now runs {world} under {strategy} "
+                           "(DeepSpeed checkpoints hold one optimizer shard per process)",
+                           f"resume with distribution.strategy {old_strategy} and {old_world} process(es) in all, "
+                           "or run with --fresh to start over")
+    if old_world != world:
+        notes.append(f"resuming with {world} process(es) where the checkpoints were written by {old_world}: "
+                     "each optimizer step now sees micro_batch_size x gradient_accumulation_steps x "
+                     f"{world} examples")

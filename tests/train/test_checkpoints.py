@@ -109,3 +109,35 @@ def test_auto_without_checkpoints_starts_fresh_and_keeps_old_files(tmp_path: Pat
 def test_truncate_metrics_without_a_file_is_a_no_op(tmp_path: Path) -> None:
     truncate_metrics(tmp_path / "metrics.jsonl", 3)
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def _run_dir_with_plan(tmp_path: Path, strategy: str, world: int) -> Path:
+    run_dir = tmp_path / "run"
+    fake_checkpoint(run_dir / "checkpoints", 4)
+    (run_dir / "plan.json").write_text(json.dumps({"launch": {"strategy": strategy, "world_size": world}}))
+    return run_dir
+
+
+@pytest.mark.parametrize("old, new", [(("deepspeed", 2), ("deepspeed", 1)), (("deepspeed", 2), ("ddp", 2)),
+                                      (("ddp", 2), ("deepspeed", 2))])
+def test_deepspeed_checkpoints_resume_only_with_the_same_processes(tmp_path: Path, old, new) -> None:
+    from forge.train.checkpoints import ModelChanged
+
+    run_dir = _run_dir_with_plan(tmp_path, *old)
+    with pytest.raises(ModelChanged) as caught:
+        prepare_run_dir(run_dir, "auto", [], plan={"launch": {"strategy": new[0], "world_size": new[1]}})
+    assert str(caught.value).startswith(f"cannot resume run: its checkpoints were written by {old[1]} process(es) "
+                                        f"under {old[0]}, and the recipe now runs {new[1]} under {new[0]}")
+    assert "\n" not in str(caught.value) and caught.value.exit_code == 2
+    assert (run_dir / "checkpoints" / "checkpoint-4").is_dir()  # nothing touched
+
+
+def test_ddp_checkpoints_resume_with_another_process_count_with_a_note(tmp_path: Path) -> None:
+    run_dir = _run_dir_with_plan(tmp_path, "ddp", 2)
+    notes: list[str] = []
+    latest = prepare_run_dir(run_dir, "auto", notes, plan={"launch": {"strategy": "none", "world_size": 1}})
+    assert latest is not None and latest.name == "checkpoint-4"
+    assert any(n.startswith("resuming with 1 process(es) where the checkpoints were written by 2") for n in notes)
+    same: list[str] = []
+    prepare_run_dir(run_dir, "auto", same, plan={"launch": {"strategy": "ddp", "world_size": 2}})
+    assert not any("process(es)" in n for n in same)
