@@ -145,8 +145,9 @@ def prepare_run_dir(run_dir: Path, resume: ResumeMode, notes: list[str],
             if sources_sha256 is not None:
                 check_sources_unchanged(run_dir, sources_sha256)
             if plan is not None:
-                check_model_unchanged(run_dir, plan)
-                check_processes(run_dir, plan, notes)
+                recorded = read_json(run_dir / "plan.json")
+                check_model_unchanged(run_dir, recorded, plan)
+                check_processes(run_dir, recorded, plan, notes)
             for path in remove_incomplete(root):
                 notes.append(f"removed incomplete checkpoint {path.name} (interrupted while saving)")
             step = checkpoint_step(latest) or 0
@@ -216,10 +217,9 @@ class ModelChanged(ForgeRuntimeError):
     doc = "resume-problems"
 
 
-def check_model_unchanged(run_dir: Path, plan: dict[str, Any]) -> None:
-    """Raise ModelChanged when the run directory's plan.json trained another model or adapter shape.
-    A run directory without plan.json (written by every Forge run) is not checked."""
-    recorded = read_json(run_dir / "plan.json")
+def check_model_unchanged(run_dir: Path, recorded: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Raise ModelChanged when the run directory's plan.json (`recorded`) trained another model or adapter
+    shape. A run directory without plan.json (written by every Forge run) is not checked."""
     if not recorded:
         return
     before, now = model_shape(recorded), model_shape(plan)
@@ -237,14 +237,14 @@ def _processes(launch: dict[str, Any]) -> tuple[str, int]:
     return str(launch.get("strategy", "none")), int(launch.get("world_size") or 1)
 
 
-def check_processes(run_dir: Path, plan: dict[str, Any], notes: list[str]) -> None:
+def check_processes(run_dir: Path, recorded: dict[str, Any], plan: dict[str, Any], notes: list[str]) -> None:
     """DeepSpeed writes each process's optimizer shard, so its checkpoints resume only under DeepSpeed with
     as many processes (ModelChanged otherwise); plain and DDP checkpoints resume with any count, with a note
-    that the examples per optimizer step change with it."""
-    recorded = read_json(run_dir / "plan.json").get("launch")
-    if not isinstance(recorded, dict):
+    that the examples per optimizer step change with it. `recorded`: the run directory's plan.json."""
+    launch = recorded.get("launch")
+    if not isinstance(launch, dict):
         return
-    (old_strategy, old_world), (strategy, world) = _processes(recorded), _processes(plan.get("launch") or {})
+    (old_strategy, old_world), (strategy, world) = _processes(launch), _processes(plan.get("launch") or {})
     if (old_strategy, old_world) == (strategy, world):
         return
     if "deepspeed" in (old_strategy, strategy) and (old_strategy != strategy or old_world != world):

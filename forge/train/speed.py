@@ -17,6 +17,7 @@ The loss needs no switch: TRL's SFTTrainer computes it in chunks through a fused
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 from dataclasses import asdict, dataclass
@@ -214,7 +215,7 @@ def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     weight = _base_weight(self.base_layer)
     if weight is not None and not args and not kwargs and isinstance(self.lora_dropout[name], torch.nn.Identity):
         # one autograd node for base + LoRA: the backward adds the LoRA input gradient into the base one
-        result = _LoraLinear.apply(rows, weight, self.base_layer.bias, a, b, float(self.scaling[name]))
+        result = _lora_function().apply(rows, weight, self.base_layer.bias, a, b, float(self.scaling[name]))
         return result.view(*x.shape[:-1], result.shape[-1])
     # a 2-D input gives a 2-D output that is no view: addmm_ on a view would make autograd copy the whole
     # gradient (CopySlices) in the backward pass
@@ -253,6 +254,7 @@ def _dense(weight: Any, dtype: Any) -> Any:
     return weight.to(dtype)
 
 
+@functools.cache
 def _lora_function() -> Any:
     import torch
 
@@ -291,19 +293,6 @@ def _lora_function() -> Any:
             return grad_x, None, grad_bias, grad_a, grad_b, None
 
     return LoraLinear
-
-
-class _Lazy:
-    fn: Any = None
-
-    @classmethod
-    def apply(cls, *args: Any) -> Any:
-        if cls.fn is None:
-            cls.fn = _lora_function()
-        return cls.fn.apply(*args)
-
-
-_LoraLinear = _Lazy
 
 
 def decoder_layers(model: Any) -> list[Any]:
