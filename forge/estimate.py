@@ -72,6 +72,13 @@ def estimate_memory(recipe: Recipe) -> dict[str, Any]:
     s = model_shape(recipe)
     if s is None:
         return {"known": False, "reason": f"shape of {recipe.model.name_or_path!r} unknown offline"}
+    try:
+        return _estimate(recipe, s)
+    except OverflowError:  # sizes no GPU could hold (a huge config value): say so rather than crash
+        return {"known": False, "reason": "the sizes are too large to estimate"}
+
+
+def _estimate(recipe: Recipe, s: Shape) -> dict[str, Any]:
     linears = _linear_shapes(s)
     linear_params = s.layers * sum(i * o for i, o in linears.values())
     embed_params = 2 * s.vocab * s.hidden  # input embeddings and lm_head, never quantized

@@ -18,6 +18,7 @@ Issue = tuple[tuple[Any, ...], str, str]
 Rule = Callable[[Recipe], Iterator[Issue]]
 
 BUILTIN_LOSSES = ("causal_lm", "completion_only")
+MAX_MICRO_BATCH = 1_000_000  # as effective_batch_size
 RULES: list[Rule] = []
 
 
@@ -86,6 +87,9 @@ def batch_sizes_agree(recipe: Recipe) -> Iterator[Issue]:
     if isinstance(t.micro_batch_size, int):
         if t.micro_batch_size < 1:
             yield (("training", "micro_batch_size"), f"must be at least 1 (got {t.micro_batch_size})", "")
+        elif t.micro_batch_size > MAX_MICRO_BATCH:
+            yield (("training", "micro_batch_size"), f"must be at most {MAX_MICRO_BATCH:,}",
+                   "use micro_batch_size: auto, or a size that fits in memory")
         elif t.effective_batch_size is not None and t.effective_batch_size != t.micro_batch_size * t.gradient_accumulation_steps:
             yield (("training", "effective_batch_size"),
                    f"{t.effective_batch_size} != micro_batch_size x gradient_accumulation_steps "

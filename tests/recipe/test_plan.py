@@ -110,3 +110,10 @@ def test_estimate_reads_a_local_config_and_admits_unknowns(tmp_path: Path) -> No
     assert plan_for("quickstart.yaml", f"model.name_or_path={tmp_path}").estimate["known"]
     unknown = plan_for("quickstart.yaml", "model.name_or_path=someone/unknown-model").estimate
     assert unknown["known"] is False and "unknown offline" in unknown["reason"]
+
+
+def test_estimate_of_sizes_no_gpu_holds_is_unknown_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 10 ** 200, "num_hidden_layers": 10 ** 200,
+                                                      "num_attention_heads": 1, "vocab_size": 10 ** 200}))
+    estimate = plan_for("quickstart.yaml", f"model.name_or_path={tmp_path}").estimate
+    assert estimate == {"known": False, "reason": "the sizes are too large to estimate"}

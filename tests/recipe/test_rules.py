@@ -36,6 +36,9 @@ CASES = {
     "auto batch without effective batch": (
         "training: {micro_batch_size: auto}\n",
         "training.micro_batch_size: auto needs training.effective_batch_size"),
+    "micro batch too large": (
+        "training: {micro_batch_size: 47262081485851424144903545861521770625987662190814783283533654403}\n",
+        "training.micro_batch_size: must be at most 1,000,000; use micro_batch_size: auto"),
     "effective batch disagrees": (
         "training: {micro_batch_size: 4, gradient_accumulation_steps: 2, effective_batch_size: 16}\n",
         "training.effective_batch_size: 16 != micro_batch_size x gradient_accumulation_steps (4 x 2)"),
