@@ -88,9 +88,21 @@ def build_model(work: Path, log) -> Path:
     return target
 
 
-def _build(work: Path) -> None:
+def build_bf16(work: Path, layers: int, log) -> Path:
+    """The random-init Llama-2-7B-shaped model with `layers` decoder layers, saved in bf16 (built in a child
+    process on GPU 0, so that the caller holds no GPU memory)."""
+    target = work / f"llama-2-7b-shape-{layers}l-bf16"
+    if not (target / "config.json").is_file():
+        code = subprocess.call([sys.executable, __file__, "_build_bf16", str(work), str(layers)], stdout=log,
+                               stderr=subprocess.STDOUT)
+        if code or not (target / "config.json").is_file():
+            raise SystemExit(f"building the model failed (exit {code}); see the log")
+    return target
+
+
+def _build_bf16(work: Path, layers: int) -> tuple[Path, object]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     sys.path.insert(0, str(REPO))
     from forge.model.tiny import tiny_llama
@@ -99,20 +111,30 @@ def _build(work: Path) -> None:
     tiny = tiny_llama({"hidden_size": 64, "num_layers": 1, "num_heads": 4, "intermediate_size": 128,
                        "vocab_size": 32000}, root=work / "tiny")
     tokenizer = AutoTokenizer.from_pretrained(tiny)
-    config = LlamaConfig(**LLAMA2_7B, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    bf16 = work / "llama-2-7b-shape-bf16"
+    config = LlamaConfig(**{**LLAMA2_7B, "num_hidden_layers": layers}, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    target, staging = work / f"llama-2-7b-shape-{layers}l-bf16", work / f".bf16-{layers}l-staging"
     started = time.time()
     torch.manual_seed(SEED)
     torch.set_default_dtype(torch.bfloat16)
     with torch.device("cuda"):
         model = LlamaForCausalLM(config)
     torch.set_default_dtype(torch.float32)
-    model.save_pretrained(bf16)
-    tokenizer.save_pretrained(bf16)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
     del model
     torch.cuda.empty_cache()
-    print(f"built and saved the bf16 model in {time.time() - started:.0f}s", flush=True)
+    os.rename(staging, target)
+    print(f"built and saved the bf16 model ({layers} layers) in {time.time() - started:.0f}s", flush=True)
+    return target, tokenizer
+
+
+def _build(work: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    started = time.time()
+    bf16, tokenizer = _build_bf16(work, LLAMA2_7B["num_hidden_layers"])
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(bf16, quantization_config=quant, dtype=torch.bfloat16,
@@ -500,6 +522,8 @@ if __name__ == "__main__":
         sys.exit(render(Path(sys.argv[2])))
     if len(sys.argv) > 1 and sys.argv[1] == "_build":
         _build(Path(sys.argv[2]))
+    elif len(sys.argv) > 3 and sys.argv[1] == "_build_bf16":
+        _build_bf16(Path(sys.argv[2]), int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] in ("_plain", "_plain-bf16", "_unsloth"):
         kind, rest = sys.argv[1], sys.argv[2:]
         args = (rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]), rest[5])

@@ -184,6 +184,10 @@ def speed_switches_fit(recipe: Recipe) -> Iterator[Issue]:
     if sp.fused_lora is True and (not recipe.lora.enabled or recipe.lora.use_dora):
         yield (where + ("fused_lora",), "fused_lora applies to plain LoRA adapters "
                f"({'lora is off' if not recipe.lora.enabled else 'lora.use_dora is on'})", "set fused_lora: auto")
+    dist = recipe.distribution
+    if sp.fused_lora is True and dist.strategy == "deepspeed" and dist.zero_stage == 3 and not dist.config_file:
+        yield (where + ("fused_lora",), "fused_lora reads each LoRA layer's weights outside the layer's own forward, "
+               "where DeepSpeed ZeRO-3 has not gathered them", "set fused_lora: auto (off under ZeRO-3)")
     for name in ("padding_free", "liger_kernels"):
         if getattr(sp, name) is True and recipe.model.task != "causal_lm":
             yield (where + (name,), f"{name} applies to causal LMs, and model.task is {recipe.model.task}",

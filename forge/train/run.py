@@ -106,7 +106,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         speed = decide_speed(plan.trainer.get("speed"), cuda=cuda, task=plan.model["task"],
                              gradient_checkpointing=checkpointing, quantized=bool(plan.quantization),
                              engine=plan.launch.get("strategy", "none"), lora=bool(plan.lora),
-                             dora=bool((plan.lora or {}).get("use_dora")))
+                             dora=bool((plan.lora or {}).get("use_dora")),
+                             zero3=sharded_engine(plan.launch) and plan.launch.get("strategy") == "deepspeed")
         plan_model = {**plan.model, "attn_implementation": attention_for(
             speed, plan.model.get("attn_implementation"), cuda=cuda, packing=bool(plan.trainer.get("packing")))}
         with quiet_library_bars():

@@ -59,7 +59,7 @@ def liger_installed() -> bool:
 
 def decide(speed: Mapping[str, Any] | None, *, cuda: bool, task: str = "causal_lm",
            gradient_checkpointing: bool = True, quantized: bool = False, engine: str = "none",
-           lora: bool = True, dora: bool = False) -> Speed:
+           lora: bool = True, dora: bool = False, zero3: bool = False) -> Speed:
     """The switches for this machine: auto turns each on where it pays; an explicit `true` that cannot work
     here is a one-line error."""
     speed = dict(speed or {})
@@ -78,8 +78,12 @@ def decide(speed: Mapping[str, Any] | None, *, cuda: bool, task: str = "causal_l
     liger = switch("liger_kernels", cuda and causal and liger_missing is None,
                    "it needs a CUDA GPU (Triton kernels)" if not cuda else
                    "it applies to causal LMs only" if not causal else liger_missing)
-    fused = switch("fused_lora", lora and not dora, None if lora and not dora else
-                   "it applies to plain LoRA adapters (lora.enabled true, use_dora false)")
+    # ZeRO-3 gathers a module's parameters only when that module's own forward runs; the fused forward reads
+    # lora_A/lora_B's weights from the outer layer, where they are still empty shards
+    fused = switch("fused_lora", lora and not dora and not zero3,
+                   "it applies to plain LoRA adapters (lora.enabled true, use_dora false)" if not lora or dora else
+                   "DeepSpeed ZeRO-3 gathers each layer's weights only inside that layer's own forward" if zero3
+                   else None)
     padding_free = switch("padding_free", cuda and causal, None if causal else "it applies to causal LMs only")
     # under DeepSpeed/FSDP the engine owns memory placement: offload there only when asked
     offload = switch("activation_offload", cuda and gradient_checkpointing and engine in ("none", "ddp"),

@@ -79,6 +79,10 @@ CASES = {
     "fused lora with dora": (
         "lora: {use_dora: true}\ntraining: {speed: {fused_lora: true}}\n",
         "training.speed.fused_lora: fused_lora applies to plain LoRA adapters (lora.use_dora is on)"),
+    "fused lora under zero-3": (
+        "distribution: {strategy: deepspeed, zero_stage: 3}\ntraining: {speed: {fused_lora: true}}\n",
+        "training.speed.fused_lora: fused_lora reads each LoRA layer's weights outside the layer's own forward, "
+        "where DeepSpeed ZeRO-3 has not gathered them; set fused_lora: auto"),
     "padding-free encoder": (
         "model: {name_or_path: bert, task: masked_lm}\ntraining: {speed: {padding_free: true}}\n",
         "training.speed.padding_free: padding_free applies to causal LMs, and model.task is masked_lm"),

@@ -34,6 +34,8 @@ def test_auto_on_a_gpu_turns_padding_free_and_offload_on(monkeypatch) -> None:
     assert not speed.decide({}, cuda=True, engine="deepspeed").activation_offload  # the engine places memory
     assert not speed.decide({}, cuda=True, task="masked_lm").padding_free
     assert not speed.decide({}, cuda=True, dora=True).fused_lora
+    assert not speed.decide({}, cuda=True, engine="deepspeed", zero3=True).fused_lora  # shards gathered per module
+    assert speed.decide({}, cuda=True, engine="deepspeed").fused_lora
 
 
 def test_auto_leaves_liger_off_when_the_package_is_missing(monkeypatch) -> None:
@@ -49,6 +51,7 @@ def test_auto_leaves_liger_off_when_the_package_is_missing(monkeypatch) -> None:
     ({"padding_free": True}, {"task": "masked_lm"}, "padding_free is on, but it applies to causal LMs only"),
     ({"fused_lora": True}, {"dora": True}, "fused_lora is on, but it applies to plain LoRA adapters"),
     ({"fused_lora": True}, {"lora": False}, "fused_lora is on, but it applies to plain LoRA adapters"),
+    ({"fused_lora": True}, {"zero3": True}, "fused_lora is on, but DeepSpeed ZeRO-3 gathers each layer's weights"),
 ])
 def test_a_switch_that_cannot_work_here_is_a_one_line_error(switches, kwargs, message) -> None:
     with pytest.raises(ForgeRuntimeError) as error:
