@@ -13,7 +13,7 @@ from typing import Any
 from forge.recipe.schema import Recipe
 
 GIB = 1024**3
-OFFLOAD_STASH = 5  # saved activations TRL's OffloadActivations keeps on the device before offloading
+OFFLOAD_STASH = 5  # layer inputs on the device under offload: TRL's stash (DDP) holds 5; Forge's own, 1-2 in flight
 FUSED_HEAD_TOKENS = 4096  # tokens per tile of TRL's fused LM head
 
 
@@ -102,7 +102,7 @@ def _estimate(recipe: Recipe, s: Shape) -> dict[str, Any]:
     batch = 1 if t.micro_batch_size == "auto" else t.micro_batch_size
     tokens = batch * t.max_seq_length
     if t.gradient_checkpointing:  # saved layer inputs + one layer recomputed at a time
-        # activation offload (auto on a GPU) keeps only a few saved inputs on the device (TRL stashes 5)
+        # activation offload (auto on a GPU) keeps only a few saved inputs on the device
         offload = t.speed.activation_offload is True or (
             t.speed.activation_offload == "auto" and recipe.distribution.strategy in ("none", "ddp"))
         saved = min(s.layers, OFFLOAD_STASH) if offload else s.layers

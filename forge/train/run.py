@@ -136,6 +136,18 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                                     accumulation=accumulation, cuda=cuda,
                                     bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
         settings.args["activation_offloading"] = speed.activation_offload
+        offloaded = None
+        if speed.activation_offload and world == 1 and speed.compile == "off" and checkpointing:
+            # one process: Forge's offload of the checkpointed layers' inputs, copied on side streams
+            from forge.train import offload
+
+            offloaded = offload.Installer(loaded.model, torch.device("cuda", torch.cuda.current_device()))
+            if offloaded.install():
+                settings.args["activation_offloading"] = False
+                notes.append(f"activation_offload: the inputs of {offloaded.layers} checkpointed layers kept in "
+                             "pinned CPU memory, copied on side streams")
+            else:
+                offloaded = None
         settings.speed = summary["speed"] = speed.to_dict()
         _distributed_args(settings.args, plan.launch, run_dir, world)
         if validation is None:
@@ -158,7 +170,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         guard = NonFiniteGuard(check_gradients=settings.precision != "fp16")
         stopper = StopOnSignal()
         forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), guard, stopper,
-                           *([ProgressBar()] if progress else [])]
+                           *([ProgressBar()] if progress else []), *([offloaded.callback()] if offloaded else [])]
         with quiet_library_bars():
             trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
                                     loss_function=loss_function(settings.loss, recipe.training.loss_module),

@@ -195,11 +195,14 @@ def fuse_lora(model: Any) -> str:
 
     from peft.tuners.lora import LoraLayer
 
-    fused = 0
+    fused, function = 0, _lora_function()
     for module in model.modules():
         if isinstance(module, LoraLayer) and type(module).__name__ in LORA_LINEARS and \
                 not hasattr(module, "_forge_peft_forward"):
             module._forge_peft_forward = module.forward
+            # the Function class is looked up here, not in the forward: torch.compile would trace the cached
+            # factory and stop its graph at every LoRA layer
+            module._forge_lora_function = function
             module.forward = types.MethodType(_fused_lora_forward, module)
             fused += 1
     return f"fused_lora: {fused} LoRA layers fused with their base layers"
@@ -219,7 +222,7 @@ def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     weight = _base_weight(self.base_layer)
     if weight is not None and not args and not kwargs and isinstance(self.lora_dropout[name], torch.nn.Identity):
         # one autograd node for base + LoRA: the backward adds the LoRA input gradient into the base one
-        result = _lora_function().apply(rows, weight, self.base_layer.bias, a, b, float(self.scaling[name]))
+        result = self._forge_lora_function.apply(rows, weight, self.base_layer.bias, a, b, float(self.scaling[name]))
         return result.view(*x.shape[:-1], result.shape[-1])
     # a 2-D input gives a 2-D output that is no view: addmm_ on a view would make autograd copy the whole
     # gradient (CopySlices) in the backward pass
