@@ -78,6 +78,7 @@ def read_run(run_dir: Path, warmup: int) -> dict:
             "run_tokens_per_second": summary.get("tokens_per_second"), "measured_steps": len(rates),
             "peak_allocated": summary.get("peak_memory_bytes"),
             "peak_reserved": summary.get("peak_memory_reserved_bytes"),
+            "peak_per_rank": summary.get("peak_memory_bytes_per_rank"),
             "losses": {str(r["step"]): r["loss"] for r in train}}
 
 
@@ -139,6 +140,12 @@ def gib(value) -> str:
     return f"{value / 2**30:.1f}" if value else "-"
 
 
+def highest(row: dict) -> str:
+    """The highest rank's peak, where the run recorded every rank's (summary.json of runs after 2026-11-26)."""
+    ranks = [v for v in row.get("peak_per_rank") or [] if v]
+    return f" (highest rank {gib(max(ranks))})" if len(ranks) > 1 else ""
+
+
 def render(rows: list[dict], header: str = "") -> str:
     by = {r["key"]: r for r in rows}
     base = by.get("1gpu", {})
@@ -161,7 +168,7 @@ def render(rows: list[dict], header: str = "") -> str:
         switches = ", ".join(k for k in ("liger_kernels", "fused_lora", "padding_free", "activation_offload")
                              if speed.get(k)) or "none"
         lines.append(f"| {r['gpus']} | {r['name']} | {tps:,.0f} | {tps / r['gpus']:,.0f} | {efficiency} | "
-                     f"{gib(r.get('peak_allocated'))} / {gib(r.get('peak_reserved'))} | "
+                     f"{gib(r.get('peak_allocated'))} / {gib(r.get('peak_reserved'))}{highest(r)} | "
                      f"{'-' if gap is None else f'{gap:.1e}'} | {switches} | {r['wall']} |")
     kill = by.get("kill")
     if kill:

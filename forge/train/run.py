@@ -212,6 +212,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             say(f"forge: interrupted at step {trainer.state.global_step}; checkpoint saved, run again to resume")
 
         summary.update(_results(run_dir, trainer, metrics, loaded, bundle, settings, micro or 0, started))
+        if world > 1 and status in ("completed", "stopped"):  # every rank is here (failures may be one rank's)
+            summary["peak_memory_bytes_per_rank"] = _from_every_rank(peak_memory_bytes())
         summary["data"]["sources_sha256"] = digests
         summary.update(status=status, adapter_path=str(adapter_path) if adapter_path else None,
                        notes=notes, tracking=tracker.summary() if tracker else {"status": "disabled"})
@@ -342,6 +344,17 @@ def _save_final(trainer: Any, target: Path, main: bool = True) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _from_every_rank(value: Any) -> list[Any] | None:
+    """`value` of every rank, in rank order (a collective: every rank must call it)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
 
 
 def _results(run_dir: Path, trainer: Any, metrics: Any, loaded: Any, bundle: Any, settings: Any, micro: int,
