@@ -173,6 +173,8 @@ def _varlen_flash(q: Any, k: Any, v: Any, cu: Any, max_len: int, scaling: float 
 def apply_liger(model: Any) -> str:
     """Liger's RMSNorm, RoPE and SwiGLU in this (not yet PEFT-wrapped) model; the LM head and loss stay
     TRL's fused, chunked one."""
+    import logging
+
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
@@ -181,6 +183,9 @@ def apply_liger(model: Any) -> str:
         return f"liger_kernels: no Liger kernels for model type {model_type}; running without them"
     _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
+    # Liger looks for optional backends (CuTe DSL, Ascend) at the first call of each kernel and warns, once per
+    # process and op, for each one that is not installed; its Triton kernels, the ones used here, need none
+    logging.getLogger("liger_kernel.backends.registry").setLevel(logging.ERROR)
     return f"liger_kernels: fused RMSNorm, RoPE and SwiGLU ({model_type})"
 
 
