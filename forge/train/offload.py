@@ -106,7 +106,6 @@ def _function() -> Any:
             ctx.device_rng = torch.cuda.get_rng_state(hidden.device) if hidden.is_cuda else None
             ctx.autocast = (torch.is_autocast_enabled(hidden.device.type),
                             torch.get_autocast_dtype(hidden.device.type), torch.is_autocast_cache_enabled())
-            ctx.requires = hidden.requires_grad
             with torch.no_grad():
                 out = run(hidden)
             ctx.saved = stash.put(hidden.detach())
@@ -114,7 +113,7 @@ def _function() -> Any:
 
         @staticmethod
         def backward(ctx: Any, *grads: Any) -> Any:
-            hidden = ctx.stash.take(ctx.saved).detach().requires_grad_(ctx.requires)
+            hidden = ctx.stash.take(ctx.saved).detach().requires_grad_(True)
             ctx.saved = None
             devices = [hidden.device] if hidden.is_cuda else []
             enabled, dtype, cache = ctx.autocast
@@ -130,21 +129,21 @@ def _function() -> Any:
                          if isinstance(o, torch.Tensor) and o.requires_grad and g is not None]
                 if pairs:
                     torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-            return None, None, hidden.grad if ctx.requires else None
+            return None, None, hidden.grad
 
     return OffloadedCheckpoint
 
 
 def checkpoint_function(stash: Stash, fallback: Callable) -> Callable:
     """The `_gradient_checkpointing_func` of a layer: (forward, hidden_states) through the stash; anything
-    else (more positional inputs, a bound input that needs a gradient, another device) through `fallback`, the
-    function the layer had."""
+    else (more positional inputs, a bound input that needs a gradient, an input that needs none, whose layer
+    would then get no backward at all, another device) through `fallback`, the function the layer had."""
     import torch
 
     def checkpoint(run: Callable, *args: Any, **kwargs: Any) -> Any:
         bound = getattr(run, "keywords", None) or {}
         if len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor) or \
-                args[0].device.type != stash.device.type or \
+                args[0].device.type != stash.device.type or not args[0].requires_grad or \
                 any(isinstance(v, torch.Tensor) and v.requires_grad for v in bound.values()):
             return fallback(run, *args, **kwargs)
         return _function().apply(run, stash, args[0])

@@ -136,18 +136,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                                     accumulation=accumulation, cuda=cuda,
                                     bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
         settings.args["activation_offloading"] = speed.activation_offload
-        offloaded = None
-        if speed.activation_offload and world == 1 and speed.compile == "off" and checkpointing:
-            # one process: Forge's offload of the checkpointed layers' inputs, copied on side streams
-            from forge.train import offload
-
-            offloaded = offload.Installer(loaded.model, torch.device("cuda", torch.cuda.current_device()))
-            if offloaded.install():
-                settings.args["activation_offloading"] = False
-                notes.append(f"activation_offload: the inputs of {offloaded.layers} checkpointed layers kept in "
-                             "pinned CPU memory, copied on side streams")
-            else:
-                offloaded = None
+        own_offload = _own_offload(loaded.model, settings, notes) \
+            if speed.activation_offload and world == 1 and speed.compile == "off" and checkpointing else None
         settings.speed = summary["speed"] = speed.to_dict()
         _distributed_args(settings.args, plan.launch, run_dir, world)
         if validation is None:
@@ -170,7 +160,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         guard = NonFiniteGuard(check_gradients=settings.precision != "fp16")
         stopper = StopOnSignal()
         forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), guard, stopper,
-                           *([ProgressBar()] if progress else []), *([offloaded.callback()] if offloaded else [])]
+                           *([ProgressBar()] if progress else []), *([own_offload] if own_offload else [])]
         with quiet_library_bars():
             trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
                                     loss_function=loss_function(settings.loss, recipe.training.loss_module),
@@ -344,6 +334,23 @@ def _save_final(trainer: Any, target: Path, main: bool = True) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _own_offload(model: Any, settings: Any, notes: list[str]) -> Any:
+    """Forge's offload of the checkpointed layers' inputs, in place of TRL's (one process; DDP's gradient hooks
+    do not expect the recompute inside the backward pass). Returns the callback that installs it again when
+    training begins, or None where no layer is checkpointed."""
+    import torch
+
+    from forge.train import offload
+
+    installer = offload.Installer(model, torch.device("cuda", torch.cuda.current_device()))
+    if not installer.install():
+        return None
+    settings.args["activation_offloading"] = False
+    notes.append(f"activation_offload: the inputs of {installer.layers} checkpointed layers kept in pinned CPU "
+                 "memory, copied on side streams")
+    return installer.callback()
 
 
 def _from_every_rank(value: Any) -> list[Any] | None:

@@ -58,6 +58,8 @@ def test_calls_it_cannot_serve_go_to_the_layers_own_function() -> None:
     out = checkpoint(bound, x)  # a bound input that needs its own gradient
     out.sum().backward()
     assert len(seen) == 2 and torch.equal(needs_grad.grad, torch.full((3,), 2.0))
+    checkpoint(lambda a: a * 2, torch.ones(3))  # an input that needs no gradient: no backward would reach the layer
+    assert len(seen) == 3
 
 
 def test_a_forward_without_backward_leaves_nothing_behind() -> None:
