@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: Resum
         digests = source_digests(resolve(recipe_path, overrides).recipe.data.sources)
         # decided once, here: the processes only resume what is there
         prepare_run_dir(run_dir, resume, notes, sources_sha256=digests, plan=plan.to_dict())
+        shutil.rmtree(run_dir / "ranks", ignore_errors=True)  # per-rank figures of an earlier session
     for note in notes:
         print(f"  note      {note}", flush=True)
     prepare_tokenizer(plan.model, plan.quantization)  # builds forge:tiny-* models once, before the processes
@@ -151,6 +153,10 @@ def _outcome(run_dir: Path, returncode: int, forwarded: list[int]) -> int:
     summary = read_json(run_dir / "summary.json") or {"run_dir": str(run_dir)}
     finished = summary.get("status") in ("completed", "stopped", "failed", "interrupted")
     if returncode == 0 and finished:
+        ranks = sorted((read_json(f) or {} for f in (run_dir / "ranks").glob("*.json")), key=lambda r: r.get("rank", 0))
+        if ranks:  # every process has exited: its figures are all written
+            summary["peak_memory_bytes_per_rank"] = [r.get("peak_memory_bytes") for r in ranks]
+            write_json(run_dir / "summary.json", summary)
         return int(summary.get("exit_code", 0))
     if forwarded and summary.get("status") == "interrupted":
         return int(summary.get("exit_code", 128 + forwarded[0]))

@@ -202,8 +202,9 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             say(f"forge: interrupted at step {trainer.state.global_step}; checkpoint saved, run again to resume")
 
         summary.update(_results(run_dir, trainer, metrics, loaded, bundle, settings, micro or 0, started))
-        if world > 1 and status in ("completed", "stopped"):  # every rank is here (failures may be one rank's)
-            summary["peak_memory_bytes_per_rank"] = _from_every_rank(peak_memory_bytes())
+        if world > 1:  # each rank's own peak; `forge run` gathers them into summary.json once all have exited
+            write_json(run_dir / "ranks" / f"{rank}.json", {"rank": rank, "peak_memory_bytes": peak_memory_bytes(),
+                                                            "peak_memory_reserved_bytes": peak_reserved_bytes()})
         summary["data"]["sources_sha256"] = digests
         summary.update(status=status, adapter_path=str(adapter_path) if adapter_path else None,
                        notes=notes, tracking=tracker.summary() if tracker else {"status": "disabled"})
@@ -351,17 +352,6 @@ def _own_offload(model: Any, settings: Any, notes: list[str]) -> Any:
     notes.append(f"activation_offload: the inputs of {installer.layers} checkpointed layers kept in pinned CPU "
                  "memory, copied on side streams")
     return installer.callback()
-
-
-def _from_every_rank(value: Any) -> list[Any] | None:
-    """`value` of every rank, in rank order (a collective: every rank must call it)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return None
-    values: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(values, value)
-    return values
 
 
 def _results(run_dir: Path, trainer: Any, metrics: Any, loaded: Any, bundle: Any, settings: Any, micro: int,

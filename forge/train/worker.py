@@ -31,22 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    finally:
-        _leave_process_group()
     return exit_code(summary)
-
-
-def _leave_process_group() -> None:
-    """Shut this rank's communication down before the interpreter does: a process group left to the exit-time
-    destructors can abort the process (seen once under gloo: `terminate called without an active exception`,
-    exit -6 after training had completed), which the launcher reports as a failed run."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        try:
-            dist.destroy_process_group()
-        except Exception:  # already torn down by a failure elsewhere; nothing is left to save here
-            pass
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_effective_batch(tmp_p
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     # each process's own peak (resident memory on the CPU), rank 0's also the summary's peak
     per_rank = ddp["peak_memory_bytes_per_rank"]
-    assert len(per_rank) == 2 and all(v > 50 * 2**20 for v in per_rank) and per_rank[0] <= ddp["peak_memory_bytes"]
+    assert len(per_rank) == 2 and all(v > 50 * 2**20 for v in per_rank) and per_rank[0] >= ddp["peak_memory_bytes"]
     assert "peak_memory_bytes_per_rank" not in single
     assert "launching 2 process(es)" in out and (ddp_dir / "accelerate.yaml").is_file()
     # both ranks trained: each saved its RNG state, and twice the tokens of one rank went through
