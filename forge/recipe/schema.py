@@ -172,8 +172,9 @@ class SpeedSection(Section):
                             "padding them (attention stays within each example: PyTorch's variable-length flash "
                             "attention, or your flash/flex attention); auto: on a CUDA GPU for causal LMs.")
     activation_offload: Switch = Field(
-        "auto", description="Move the activations kept for the backward pass to CPU memory while they wait "
-                            "(overlapped with compute); auto: on a CUDA GPU with gradient checkpointing.")
+        "auto", description="Keep each checkpointed layer's input in CPU memory until the backward pass needs it "
+                            "(copied on side streams, overlapped with compute); auto: on a CUDA GPU with gradient "
+                            "checkpointing, one process or DDP.")
     compile: Literal["off", "regional"] = Field(
         "off", description="torch.compile each decoder layer (regional: one compilation reused by every layer).")
     fp32_norms: bool = Field(
