@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,8 @@ from typing import Any
 import pytest
 
 torch = pytest.importorskip("torch")
+from gpu_texts import SHAPE, Bundle, texts  # noqa: E402
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
-
-SHAPE = {"hidden_size": 1024, "num_layers": 4, "num_heads": 16, "intermediate_size": 2816, "vocab_size": 4096}
-WORDS = ["BRCA1", "TP53", "EGFR", "KRAS", "regulates", "binds", "DNA", "repair", "apoptosis", "tumor", "growth",
-         "in", "breast", "lung", "cells", "the", "of", "and", "expression", "mutation", "pathway", "signaling"]
-
-
-def texts(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 120))) + "." for _ in range(n)]
-
 
 RECIPE = """\
 run: {{name: {name}, output_dir: {out}, seed: 3}}
@@ -52,25 +42,15 @@ evaluation: {{enabled: false}}
 """
 
 
-class FakeBundle:
-    def __init__(self, path: str) -> None:
-        from datasets import Dataset
-
-        data = json.loads(Path(path).read_text())
-        ds = Dataset.from_dict({"text": data, "paper_id": [str(i) for i in range(len(data))]})
-        self.train, self.validation, self.test = ds.select(range(96)), ds.select(range(96, 120)), None
-        self.stats = {"papers": len(data)}
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("bitsandbytes")
     from forge.model.tiny import tiny_llama
 
     root = tmp_path_factory.mktemp("qlora")
-    model = tiny_llama(SHAPE, texts(400, 0), root=root / "cache")
+    model = tiny_llama(SHAPE, texts(400, 0, longest=120), root=root / "cache")
     papers = root / "texts.json"
-    papers.write_text(json.dumps(texts(120, 1)))
+    papers.write_text(json.dumps(texts(120, 1, longest=120)))
     return {"root": root, "model": model, "papers": papers}
 
 
@@ -83,8 +63,8 @@ def run(setup: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, callb
     recipe = setup["root"] / f"{name}.yaml"
     recipe.write_text(RECIPE.format(name=name, out=setup["root"] / "runs", papers=setup["papers"],
                                     model=setup["model"]))
-    monkeypatch.setattr(forge.train.run, "load_data", lambda r, tokenizer=None, progress=True: FakeBundle(
-        r.data.sources[0].path))
+    monkeypatch.setattr(forge.train.run, "load_data", lambda r, tokenizer=None, progress=True: Bundle(
+        r.data.sources[0].path, validation=24))
     resolved = resolve(recipe)
     return forge.train.run.run_recipe(resolved, compile_plan(resolved.recipe), resume=resume, progress=False,
                                       callbacks=callbacks)

@@ -8,18 +8,15 @@ Self-contained (model, tokenizer and texts built in a temporary folder); skipped
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 torch = pytest.importorskip("torch")
+from gpu_texts import SHAPE, Bundle, texts  # noqa: E402
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
-SHAPE = {"hidden_size": 1024, "num_layers": 4, "num_heads": 16, "intermediate_size": 2816, "vocab_size": 4096}
-WORDS = ["BRCA1", "TP53", "EGFR", "KRAS", "regulates", "binds", "DNA", "repair", "apoptosis", "tumor", "growth",
-         "in", "breast", "lung", "cells", "the", "of", "and", "expression", "mutation", "pathway", "signaling"]
 OFF = ["training.speed.liger_kernels=false", "training.speed.fused_lora=false", "training.speed.padding_free=false",
        "training.speed.activation_offload=false"]
 RECIPE = """\
@@ -43,21 +40,6 @@ evaluation: {{enabled: false}}
 """
 
 
-def texts(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 400))) + "." for _ in range(n)]
-
-
-class Bundle:
-    def __init__(self, path: str) -> None:
-        from datasets import Dataset
-
-        data = json.loads(Path(path).read_text())
-        self.train = Dataset.from_dict({"text": data, "paper_id": [str(i) for i in range(len(data))]})
-        self.validation = self.test = None
-        self.stats = {"papers": len(data)}
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("bitsandbytes")
@@ -66,8 +48,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     root = tmp_path_factory.mktemp("speed")
     papers = root / "texts.json"
-    papers.write_text(json.dumps(texts(48, 1)))
-    return {"root": root, "model": tiny_llama(SHAPE, texts(400, 0), root=root / "cache"), "papers": papers}
+    papers.write_text(json.dumps(texts(48, 1, longest=400)))
+    return {"root": root, "model": tiny_llama(SHAPE, texts(400, 0, longest=400), root=root / "cache"), "papers": papers}
 
 
 def run(setup: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, *overrides: str) -> dict[str, Any]:
