@@ -32,7 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import build_bf16, device_name  # noqa: E402
+from train_throughput import build_bf16, device_name, gib  # noqa: E402
 
 STRATEGIES = {
     "1gpu": ("1 GPU", []),
@@ -134,10 +134,6 @@ def kill_and_resume(args, model: Path, runs: Path, gpus: int, env, log_dir: Path
             "first_exit": first, "first_status": after_kill["status"], "first_error": after_kill["error"],
             "resume_exit": second, "status": done["status"], "steps": done["steps"],
             "resumed_from": done["resumed_from"], "losses": done["losses"], "log_tail": log_tail(log_dir / "kill.log")}
-
-
-def gib(value) -> str:
-    return f"{value / 2**30:.1f}" if value else "-"
 
 
 def highest(row: dict) -> str:

@@ -153,7 +153,7 @@ def _outcome(run_dir: Path, returncode: int, forwarded: list[int]) -> int:
     summary = read_json(run_dir / "summary.json") or {"run_dir": str(run_dir)}
     finished = summary.get("status") in ("completed", "stopped", "failed", "interrupted")
     if returncode == 0 and finished:
-        ranks = sorted((read_json(f) or {} for f in (run_dir / "ranks").glob("*.json")), key=lambda r: r.get("rank", 0))
+        ranks = sorted(map(read_json, (run_dir / "ranks").glob("*.json")), key=lambda r: r.get("rank", 0))
         if ranks:  # every process has exited: its figures are all written
             summary["peak_memory_bytes_per_rank"] = [r.get("peak_memory_bytes") for r in ranks]
             write_json(run_dir / "summary.json", summary)

@@ -140,13 +140,15 @@ def checkpoint_function(stash: Stash, fallback: Callable) -> Callable:
     would then get no backward at all, another device) through `fallback`, the function the layer had."""
     import torch
 
+    function = _function()  # looked up once, not at every layer call
+
     def checkpoint(run: Callable, *args: Any, **kwargs: Any) -> Any:
         bound = getattr(run, "keywords", None) or {}
         if len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor) or \
                 args[0].device.type != stash.device.type or not args[0].requires_grad or \
                 any(isinstance(v, torch.Tensor) and v.requires_grad for v in bound.values()):
             return fallback(run, *args, **kwargs)
-        return _function().apply(run, stash, args[0])
+        return function.apply(run, stash, args[0])
 
     checkpoint.forge_offload = True  # type: ignore[attr-defined]
     return checkpoint

@@ -103,18 +103,19 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             validation = None
 
         # 4. Model: base weights, quantization, speed switches, LoRA
+        sharded = sharded_engine(plan.launch)
         speed = decide_speed(plan.trainer.get("speed"), cuda=cuda, task=plan.model["task"],
                              gradient_checkpointing=checkpointing, quantized=bool(plan.quantization),
                              engine=plan.launch.get("strategy", "none"), lora=bool(plan.lora),
                              dora=bool((plan.lora or {}).get("use_dora")),
-                             zero3=sharded_engine(plan.launch) and plan.launch.get("strategy") == "deepspeed")
+                             zero3=sharded and plan.launch.get("strategy") == "deepspeed")
         plan_model = {**plan.model, "attn_implementation": attention_for(
             speed, plan.model.get("attn_implementation"), cuda=cuda, packing=bool(plan.trainer.get("packing")))}
         with quiet_library_bars():
             loaded = load_for_training(plan_model, plan.lora, plan.quantization, tokenizer, seed=seed,
                                        gradient_checkpointing=checkpointing,
                                        gradient_checkpointing_kwargs=checkpointing_kwargs,
-                                       sharded=sharded_engine(plan.launch), fp32_norms=speed.fp32_norms,
+                                       sharded=sharded, fp32_norms=speed.fp32_norms,
                                        before_lora=(lambda m: [apply_liger(m)]) if speed.liger_kernels else None)
         if speed.fused_lora:
             notes.append(fuse_lora(loaded.model))

@@ -21,7 +21,7 @@ class TrainerSettings:
     precision: str  # bf16 | fp16 | no
     loss: str
     early_stopping: dict[str, Any] | None
-    speed: dict[str, Any] | None = None  # the switches decided for this machine (forge/train/speed.py), set by execute
+    speed: dict[str, Any] | None = None  # the switches decided for this machine (forge/train/speed.py), set by run_recipe
 
 
 def resolve_precision(mode: str, *, cuda: bool, bf16_supported: bool) -> str:
