@@ -2,10 +2,13 @@
 """Where a QLoRA training step spends its GPU time: one step of `forge run` (through run_recipe, with a
 profiler callback) and of Unsloth (when --unsloth-site is given), on the 7B-shaped model and corpus of
 benchmarks/train_throughput.py, printed as the top kernels by GPU time. With --compile, also the graph breaks
-of Forge's regional compile.
+of Forge's regional compile. With --host, where the host's time goes instead: a step's time without a
+profiler, the share of a profiled step the GPU was busy, and the host syncs (with the Python frames asking for
+them) and CPU operators of a step profiled with stacks.
 
     python benchmarks/profile_step.py [--work /tmp/forge-throughput] [--shape 2048x8] [--unsloth-site DIR]
-        [--compile] [--set KEY=VALUE ...]
+        [--compile] [--host] [--stacks forge,unsloth] [--set KEY=VALUE ...]
+    python benchmarks/profile_step.py --dequant
 """
 from __future__ import annotations
 
@@ -38,8 +41,105 @@ def top_kernels(prof) -> str:
     return "\n".join(lines)
 
 
-def profile_forge(recipe: Path, overrides: list[str], compile_counters: bool) -> None:
-    import torch
+SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+def busy_report(prof, wall: float) -> str:
+    """How much of the step the GPU was busy: the union of its kernels' and copies' intervals."""
+    spans = []
+    for event in prof.events():
+        if str(getattr(event, "device_type", "")).endswith("CUDA"):
+            start = event.time_range.start
+            spans.append((start, start + event.device_time_total))
+    busy, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    return (f"step {wall * 1e3:.1f} ms (profiled); GPU busy {busy / 1e3:.1f} ms "
+            f"({100 * busy / 1e3 / (wall * 1e3):.0f}%), {len(spans)} kernels and copies")
+
+
+def gap_report(prof, top: int = 12) -> str:
+    """The GPU's idle gaps in the profiled window (longest first, those over 0.2 ms), each with the outermost CPU
+    operators running during it: what the host was doing while the GPU waited."""
+    spans, outer = [], []
+    for event in prof.events():
+        if str(getattr(event, "device_type", "")).endswith("CUDA"):
+            start = event.time_range.start
+            spans.append((start, start + event.device_time_total))
+        elif event.cpu_parent is None:
+            outer.append(event)
+    spans.sort()
+    gaps, end = [], spans[0][1] if spans else 0
+    for a, b in spans[1:]:
+        if a > end + 200:
+            gaps.append((a - end, end, a))
+        end = max(end, b)
+    first = spans[0][0] if spans else 0
+    lines = [f"GPU idle gaps over 0.2 ms: {len(gaps)}, {sum(g[0] for g in gaps) / 1e3:.1f} ms in all"]
+    for length, a, b in sorted(gaps, reverse=True)[:top]:
+        during = []
+        for event in outer:
+            if event.time_range.start < b and event.time_range.end > a and event.name not in during:
+                during.append(event.name)
+        lines.append(f"  {length / 1e3:7.2f} ms at +{(a - first) / 1e3:7.1f} ms: {'; '.join(during)[:240]}")
+    return "\n".join(lines)
+
+
+def sync_report(prof, wall: float) -> str:
+    """The host syncs of the step (each with the Python frames that asked for it) and the CPU operators by their
+    own time (from a profile with Python stacks, which slows the host)."""
+    syncs = []
+    for event in prof.events():
+        if event.name in SYNCS:
+            frames = [f for f in (event.stack or []) if "site-packages" not in f or "/trl/" in f
+                      or "/transformers/trainer" in f or "/accelerate/" in f][:3]
+            syncs.append((event.cpu_time_total, event.name, frames))
+    lines = [f"step {wall * 1e3:.1f} ms (profiled with stacks); {len(syncs)} host syncs waiting "
+             f"{sum(s[0] for s in syncs) / 1e3:.1f} ms"]
+    for waited, name, frames in syncs[:20]:
+        lines.append(f"  sync {waited / 1e3:7.2f} ms {name}: {' <- '.join(frames)[:300]}")
+    lines.append("CPU operators by own time:")
+    for avg in sorted(prof.key_averages(), key=lambda a: -a.self_cpu_time_total)[:ROWS]:
+        lines.append(f"  {avg.self_cpu_time_total / 1e3:9.2f} ms {avg.count:6d} calls  {avg.key[:90]}")
+    return "\n".join(lines)
+
+
+class Windows:
+    """The measured steps: in host mode, the first timed without a profiler, the second profiled for GPU busy
+    time, the third profiled with Python stacks for syncs; otherwise one step profiled for kernels."""
+
+    def __init__(self, name: str, host: bool) -> None:
+        self.name, self.host = name, host
+        self.plans = ["plain", "busy", "stacks"] if host else ["kernels"]
+
+    def begin(self, index: int) -> None:
+        import torch
+
+        self.plan = self.plans[index]
+        torch.cuda.synchronize()
+        self.prof = None
+        if self.plan != "plain":
+            self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                          torch.profiler.ProfilerActivity.CUDA],
+                                               with_stack=self.plan == "stacks")
+            self.prof.__enter__()
+        self.start = time.perf_counter()
+
+    def end(self) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - self.start
+        if self.prof is not None:
+            self.prof.__exit__(None, None, None)
+        report = {"plain": lambda: f"step {wall * 1e3:.1f} ms (no profiler)", "busy": lambda: busy_report(self.prof, wall) + "\n" + gap_report(self.prof),
+                  "stacks": lambda: sync_report(self.prof, wall), "kernels": lambda: top_kernels(self.prof)}
+        print(f"{self.name} step: {wall:.3f} s\n{report[self.plan]()}", flush=True)
+
+
+def profile_forge(recipe: Path, overrides: list[str], compile_counters: bool, host: bool = False) -> None:
     from transformers import TrainerCallback
 
     sys.path.insert(0, str(tt.REPO))
@@ -47,23 +147,21 @@ def profile_forge(recipe: Path, overrides: list[str], compile_counters: bool) ->
     from forge.recipe import resolve
     from forge.train.run import run_recipe
 
+    windows, first = Windows("forge", host), 3
+
     class Profile(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                torch.cuda.synchronize()
-                self.start = time.perf_counter()
-                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                                               torch.profiler.ProfilerActivity.CUDA])
-                self.prof.__enter__()
+        """Each window runs from one step's end to the next one's: the logging and data loading between steps
+        included, as they are in a step's share of the run."""
 
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 4:
-                torch.cuda.synchronize()
-                self.prof.__exit__(None, None, None)
-                print(f"forge step (profiled): {time.perf_counter() - self.start:.3f} s", flush=True)
-                print(top_kernels(self.prof), flush=True)
+            index = state.global_step - first
+            if 0 < index <= len(windows.plans):
+                windows.end()
+            if 0 <= index < len(windows.plans):
+                windows.begin(index)
 
-    resolved = resolve(recipe, ["run.name=profile", "training.max_steps=5", *overrides])
+    steps = first + len(windows.plans) + 1
+    resolved = resolve(recipe, ["run.name=profile", f"training.max_steps={steps}", *overrides])
     summary = run_recipe(resolved, compile_plan(resolved.recipe), progress=False, callbacks=[Profile()])
     print("forge:", summary["status"], summary.get("speed"), summary.get("error"), flush=True)
     if compile_counters:
@@ -75,7 +173,7 @@ def profile_forge(recipe: Path, overrides: list[str], compile_counters: bool) ->
             print(f"  {n:5d}  {str(reason)[:200]}", flush=True)
 
 
-def profile_unsloth(model_dir: str, batches: str, shape: str) -> None:
+def profile_unsloth(model_dir: str, batches: str, shape: str, host: bool = False) -> None:
     seq, batch = tt.parse_shapes(shape)[0]
     model = tt.unsloth_model(model_dir, seq)  # imports unsloth before torch, as it asks
 
@@ -86,14 +184,41 @@ def profile_unsloth(model_dir: str, batches: str, shape: str) -> None:
     optimizer = torch.optim.AdamW(params, lr=2e-4)
     for _ in range(3):
         tt.train_step(model, ids, params, optimizer)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+    windows = Windows("unsloth", host)
+    for index in range(len(windows.plans)):
+        windows.begin(index)
         tt.train_step(model, ids, params, optimizer)
-        torch.cuda.synchronize()
-    print(f"unsloth step (profiled): {time.perf_counter() - start:.3f} s", flush=True)
-    print(top_kernels(prof), flush=True)
+        windows.end()
+
+
+def dequant_cost() -> None:
+    """Host and GPU time per call of bitsandbytes' public dequantize_4bit and of Forge's direct call of its
+    kernels (forge.train.speed.dequantize), NF4 with double quantization: on a 64 x 64 weight, where the host's
+    time is all there is, and on a 7B MLP weight (11008 x 4096)."""
+    import bitsandbytes.functional as bnbf
+    import torch
+
+    sys.path.insert(0, str(tt.REPO))
+    from forge.train.speed import dequantize
+
+    for shape in ((64, 64), (11008, 4096)):
+        data, state = bnbf.quantize_4bit(torch.randn(*shape, device="cuda", dtype=torch.bfloat16), quant_type="nf4",
+                                         compress_statistics=True)
+        for name, fn in (("public", lambda: bnbf.dequantize_4bit(data, state).to(torch.bfloat16)),
+                         ("direct", lambda: dequantize(data, state, torch.bfloat16))):
+            for _ in range(20):
+                fn()
+            torch.cuda.synchronize()
+            calls, start = 500, time.perf_counter()
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            for _ in range(calls):
+                fn()
+            host = (time.perf_counter() - start) / calls
+            end.record()
+            torch.cuda.synchronize()
+            print(f"dequantize {shape[0]} x {shape[1]} {name}: host {host * 1e6:.1f} us/call, "
+                  f"GPU stream {begin.elapsed_time(end) * 1e3 / calls:.1f} us/call", flush=True)
 
 
 def main() -> int:
@@ -103,29 +228,40 @@ def main() -> int:
     parser.add_argument("--unsloth-site", type=Path)
     parser.add_argument("--compile", action="store_true", help="also profile training.speed.compile=regional")
     parser.add_argument("--set", action="append", default=[], help="recipe override for the forge step")
+    parser.add_argument("--host", action="store_true",
+                        help="report host time instead of kernels: GPU busy share, host syncs, CPU operators")
+    parser.add_argument("--stacks", default="forge,unsloth")
+    parser.add_argument("--dequant", action="store_true",
+                        help="only time bitsandbytes' dequantization against Forge's direct call, per call")
     args = parser.parse_args()
+    if args.dequant:
+        dequant_cost()
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     (seq, batch), = tt.parse_shapes(args.shape)
     with open(args.work / "profile-log.txt", "a") as log:
         model = tt.build_model(args.work, log)
     recipe = tt.write_recipe(args.work, model, tt.write_corpus(args.work, batch, seq), seq, batch, 5)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    runs = [["_forge", str(recipe), json.dumps(args.set), ""]]
+    mode = "host" if args.host else ""
+    runs = [["_forge", str(recipe), json.dumps(args.set), mode]] if "forge" in args.stacks else []
     if args.compile:
-        runs.append(["_forge", str(recipe), json.dumps([*args.set, "training.speed.compile=regional"]), "counters"])
+        runs.append(["_forge", str(recipe), json.dumps([*args.set, "training.speed.compile=regional"]),
+                     ",".join(filter(None, [mode, "counters"]))])
     for cmd in runs:
         subprocess.call([sys.executable, __file__, *cmd], env=env)
-    if args.unsloth_site:
+    if args.unsloth_site and "unsloth" in args.stacks:
         batches = tt.token_batches(args.work, {(seq, batch): recipe}, model)
-        subprocess.call([sys.executable, __file__, "_unsloth", str(model), str(batches), args.shape],
+        subprocess.call([sys.executable, __file__, "_unsloth", str(model), str(batches), args.shape, mode],
                         env={**env, "PYTHONPATH": str(args.unsloth_site)}, cwd=args.work)
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_forge":
-        profile_forge(Path(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == "counters")
+        flags = sys.argv[4].split(",")
+        profile_forge(Path(sys.argv[2]), json.loads(sys.argv[3]), "counters" in flags, "host" in flags)
     elif len(sys.argv) > 1 and sys.argv[1] == "_unsloth":
-        profile_unsloth(sys.argv[2], sys.argv[3], sys.argv[4])
+        profile_unsloth(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "host")
     else:
         sys.exit(main())
