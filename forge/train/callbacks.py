@@ -92,19 +92,26 @@ class NonFiniteGuard(TrainerCallback):
     gradient is routine (the scaler skips the step); there the logged loss is checked instead.
     """
 
-    def __init__(self, check_gradients: bool = True) -> None:
+    def __init__(self, check_gradients: bool = True, norm: Callable[[], Any] | None = None) -> None:
         self.check_gradients = check_gradients
+        self.norm = norm  # the gradient norm the trainer computed for this step (for clipping), if any
         self.failed_step: int | None = None
         self.reason = ""
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not self.check_gradients or model is None or self.failed_step is not None:
             return
-        import torch
-
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        # one norm over every gradient: NaN or inf anywhere makes it non-finite (one device sync, not one each)
-        if grads and not math.isfinite(float(torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False))):
+        if not grads:
+            return
+        # one norm over every gradient: NaN or inf anywhere makes it non-finite (one device sync, not one each);
+        # the trainer's own, where it computed one, rather than a second pass over the gradients
+        total = _as_float(self.norm() if self.norm is not None else None)
+        if total is None:
+            import torch
+
+            total = float(torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False))
+        if not math.isfinite(total):
             self._fail(state.global_step + 1, "gradients became NaN or infinite")
             for p in model.parameters():
                 p.grad = None  # the optimizer skips parameters without gradients: the weights stay good
@@ -126,3 +133,13 @@ class NonFiniteGuard(TrainerCallback):
 
     def _fail(self, step: int, reason: str) -> None:
         self.failed_step, self.reason = step, reason
+
+
+def _as_float(value: Any) -> float | None:
+    """A norm (a number or a one-element tensor) as a float; None for anything else."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value.detach().float()) if value is not None and value.numel() == 1 else None
+    except (AttributeError, RuntimeError, TypeError):
+        return None

@@ -158,7 +158,9 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         from forge.train.signals import StopOnSignal, stop_on_signals
 
         metrics = MetricsLog(run_dir / "metrics.jsonl", tracker.log_metrics if tracker else None)
-        guard = NonFiniteGuard(check_gradients=settings.precision != "fp16")
+        # the guard checks the norm the trainer computed for clipping this step (ForgeSFTTrainer keeps it)
+        guard = NonFiniteGuard(check_gradients=settings.precision != "fp16",
+                               norm=lambda: getattr(trainer, "forge_grad_norm", None))
         stopper = StopOnSignal()
         forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), guard, stopper,
                            *([ProgressBar()] if progress else []), *([own_offload] if own_offload else [])]
@@ -367,6 +369,8 @@ def _results(run_dir: Path, trainer: Any, metrics: Any, loaded: Any, bundle: Any
         eval_summary = {"loss": last["eval_loss"], "perplexity": _perplexity(last["eval_loss"]),
                         "first_loss": first["eval_loss"], "first_perplexity": _perplexity(first["eval_loss"]),
                         "first_step": first["step"], "evaluations": len(evals)}
+    if hasattr(trainer, "settle_metrics"):  # tokens seen since the last logging step
+        trainer.settle_metrics()
     state = trainer.state
     return {
         "steps": state.global_step,

@@ -56,6 +56,8 @@ def trainer_settings(plan_trainer: Mapping[str, Any], *, output_dir: str, micro_
     args["disable_tqdm"] = not show_progress
     args.setdefault("eval_on_start", args.get("eval_strategy", "no") != "no")  # the baseline of the loss drop
     args.setdefault("dataloader_pin_memory", cuda)
+    if cuda and args["dataloader_pin_memory"]:  # batches go to the GPU without waiting for the copy
+        args.setdefault("accelerator_config", {"non_blocking": True})
     return TrainerSettings(args=args, precision=precision, loss=forge["loss"] or "causal_lm",
                            early_stopping=forge["early_stopping"])
 
@@ -94,22 +96,144 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
 
 
 def _sft_trainer_class() -> Any:
-    """SFTTrainer that computes a user loss (compute_loss_func) from one forward pass, as transformers' Trainer
-    does. TRL's own path for it runs the model a second time for its entropy and accuracy metrics, and TRL
-    deprecates passing compute_loss_func in favour of a subclass like this one."""
+    """SFTTrainer with three changes:
+
+    - a user loss (compute_loss_func) is computed from one forward pass, as transformers' Trainer does. TRL's own
+      path for it runs the model a second time for its entropy and accuracy metrics, and TRL deprecates passing
+      compute_loss_func in favour of a subclass like this one;
+    - the per-step metrics (entropy, token accuracy, tokens seen) stay on the device until they are logged. TRL
+      and transformers read each one back at every micro-batch, and each read waits for the GPU to finish all the
+      work queued so far (after the forward pass, after the backward pass), so the host cannot queue the next
+      work while the GPU runs. Here they are read once per logging step, and before a checkpoint is saved;
+    - the gradient norm the trainer computes for clipping is kept (`forge_grad_norm`), for the non-finite guard to
+      check instead of computing its own."""
     from transformers import Trainer
     from trl import SFTTrainer
 
     class ForgeSFTTrainer(SFTTrainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # device tensors not yet read back: entropy and accuracy per micro-batch and mode, tokens seen by TRL's
+            # count (packed or padding-free rows included) and by the trainer's
+            self._forge_pending: dict[str, list[Any]] = {"train": [], "eval": []}
+            self._forge_train_tokens: list[Any] = []
+            self._forge_tokens: list[Any] = []
+            self.forge_grad_norm: Any = None
+
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
-            if self.compute_loss_func is None:
+            if self.compute_loss_func is not None:
+                return Trainer.compute_loss(self, model, {**inputs, "use_cache": False},
+                                            return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            if return_outputs or not _plain_nll(self):
                 return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
-            return Trainer.compute_loss(self, model, {**inputs, "use_cache": False}, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            return _loss_with_pending_metrics(self, model, inputs, num_items_in_batch)
+
+        def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+            count = _input_tokens(self, inputs)
+            if count is None:
+                return super()._track_num_input_tokens(inputs)
+            self._forge_tokens.append(count)
+
+        def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+            self.forge_grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+            return self.forge_grad_norm
+
+        def settle_metrics(self) -> None:
+            """Read the pending metrics back (one sync) into TRL's lists and the trainer state."""
+            _settle(self)
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            _settle(self)
+            super().log(logs, start_time)
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            _settle(self)  # trainer_state.json holds num_input_tokens_seen
+            super()._save_checkpoint(model, trial)
 
     return ForgeSFTTrainer
+
+
+def _plain_nll(trainer: Any) -> bool:
+    """Whether TRL's compute_loss would take its plain path (fused LM head, token-mean NLL): the one reproduced
+    by _loss_with_pending_metrics. Label smoothing, DFT, MoE auxiliary losses and sequence parallelism keep
+    TRL's own."""
+    config = getattr(trainer.accelerator, "parallelism_config", None)
+    return (trainer.label_smoother is None and trainer.args.loss_type == "nll" and not trainer.aux_loss_enabled
+            and not (config is not None and getattr(config, "sp_enabled", False)))
+
+
+def _loss_with_pending_metrics(trainer: Any, model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> Any:
+    """TRL's loss (the fused head's per-token NLL summed over the trainable tokens, divided by their count) with
+    its metrics left on the device: entropy and token accuracy per micro-batch, and the tokens seen."""
+    import torch
+
+    mode = "train" if trainer.model.training else "eval"
+    outputs = model(**{**inputs, "use_cache": False}, fused_lm_head=True)
+    num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+    loss = (-outputs.log_probs).sum() / torch.as_tensor(num_tokens).clamp(min=1)
+    if trainer.args.average_tokens_across_devices and num_items_in_batch is not None:
+        loss = loss * (trainer.accelerator.num_processes // trainer.get_tp_size())
+    gather = trainer.accelerator.gather_for_metrics
+    valid = gather(outputs.label_mask.sum()).sum()
+    entropy = gather(outputs.entropy.detach().sum()).sum()
+    correct = gather(outputs.is_top1.sum()).sum()
+    # zero where nothing was trainable, as TRL logs
+    trainer._forge_pending[mode].append(torch.stack([entropy.float(), correct.float()]) / valid.clamp(min=1)
+                                        * (valid > 0))
+    if mode == "train":
+        if "attention_mask" in inputs:
+            local = inputs["attention_mask"].sum()
+        elif "position_ids" in inputs:
+            local = torch.full((), inputs["position_ids"].size(1), device=inputs["position_ids"].device)
+        else:
+            raise ValueError("Expected 'attention_mask' or 'position_ids' in inputs.")
+        trainer._forge_train_tokens.append(gather(local).sum())
+    return loss
+
+
+def _input_tokens(trainer: Any, inputs: dict[str, Any]) -> Any:
+    """The trainer's count of this micro-batch's input tokens (all of them, or the non-padding ones), summed over
+    the processes, as a device tensor; None where transformers' own count should run."""
+    import torch
+
+    mode = trainer.args.include_num_input_tokens_seen
+    ids = inputs.get(getattr(trainer.model, "main_input_name", "input_ids"))
+    if mode not in ("all", "non_padding") or not isinstance(ids, torch.Tensor):
+        return None
+    if mode == "all":
+        count = torch.full((), ids.numel(), device=ids.device, dtype=torch.int64)
+    elif "attention_mask" in inputs:
+        count = inputs["attention_mask"].sum()
+    elif getattr(trainer.processing_class, "pad_token_id", None) is not None:
+        count = (ids != trainer.processing_class.pad_token_id).sum()
+    else:
+        return None
+    count = count.to(device=trainer.args.device, dtype=torch.int64, non_blocking=True)
+    return trainer.accelerator.gather(count).sum()
+
+
+def _settle(trainer: Any) -> None:
+    """Read the pending metrics back, with one sync, into TRL's metric lists and the trainer state."""
+    pending, train_tokens, tokens = trainer._forge_pending, trainer._forge_train_tokens, trainer._forge_tokens
+    if not (any(pending.values()) or train_tokens or tokens):
+        return
+    import torch
+
+    if train_tokens:
+        trainer._total_train_tokens += int(torch.stack(train_tokens).sum().item()) // trainer._tp_size
+        train_tokens.clear()
+    if tokens:
+        trainer.state.num_input_tokens_seen += int(torch.stack(tokens).sum().item())
+        tokens.clear()
+    for mode, ratios in pending.items():
+        if ratios:
+            for entropy, accuracy in torch.stack(ratios).tolist():
+                trainer._metrics[mode]["entropy"].append(entropy)
+                trainer._metrics[mode]["mean_token_accuracy"].append(accuracy)
+            trainer._metrics[mode]["num_tokens"] = [trainer._total_train_tokens]
+            ratios.clear()
 
 
 def _encoder_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettings, train: Any,

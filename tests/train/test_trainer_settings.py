@@ -36,3 +36,12 @@ def test_forge_keys_are_popped_and_the_rest_builds_an_sft_config(
     assert config.logging_nan_inf_filter is False and config.eval_on_start is True
     assert config.max_length == 64 and config.load_best_model_at_end
     assert plan.trainer["mixed_precision"] == "no"  # the plan itself is left alone
+
+
+def test_batches_are_copied_to_a_gpu_without_waiting(write_recipe: Callable[..., Path],
+                                                     prepare: Callable[..., tuple[Any, Any]], tmp_path: Path) -> None:
+    _, plan = prepare(write_recipe())
+    gpu = trainer_settings(plan.trainer, output_dir=str(tmp_path), cuda=True, bf16_supported=True)
+    assert gpu.args["dataloader_pin_memory"] is True and gpu.args["accelerator_config"] == {"non_blocking": True}
+    cpu = trainer_settings(plan.trainer, output_dir=str(tmp_path), cuda=False)
+    assert cpu.args["dataloader_pin_memory"] is False and "accelerator_config" not in cpu.args

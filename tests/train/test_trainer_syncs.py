@@ -1,0 +1,96 @@
+"""The trainer's per-step metrics kept on the device until logged: the same numbers as TRL's own path, which
+reads each one back at every micro-batch."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+KEYS = ("loss", "entropy", "mean_token_accuracy", "num_tokens", "grad_norm")
+
+
+def _run(tmp_path: Path, name: str, texts: list[str], model: Path, overrides: list[str]) -> tuple[dict, list[dict]]:
+    import forge.train.run
+    from harness import prepare, read_metrics, write_recipe
+
+    recipe = write_recipe(tmp_path / name, texts, model, name=name)
+    resolved, plan = prepare(recipe, "training.max_steps=4", "training.save_steps=2", "training.logging_steps=2",
+                             "training.gradient_accumulation_steps=2", "training.micro_batch_size=4",
+                             "training.eval_steps=2", *overrides)
+    summary = forge.train.run.run_recipe(resolved, plan, progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    return summary, read_metrics(Path(summary["run_dir"]))
+
+
+@pytest.mark.parametrize("padding_free", ["false", "true"])
+def test_pending_metrics_log_what_trls_own_path_logs(tmp_path: Path, tiny_llama_dir: Path,
+                                                     genomics_examples: list[str], padding_free: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import forge.train.run
+    import forge.train.trainer
+    from harness import fake_bundle
+
+    monkeypatch.setattr(forge.train.run, "load_data", fake_bundle)
+    overrides = [f"training.speed.padding_free={padding_free}"]
+    ours, ours_lines = _run(tmp_path, "pending", genomics_examples, tiny_llama_dir, overrides)
+    # TRL's and transformers' own paths: every metric read back at every micro-batch
+    monkeypatch.setattr(forge.train.trainer, "_plain_nll", lambda trainer: False)
+    monkeypatch.setattr(forge.train.trainer, "_input_tokens", lambda trainer, inputs: None)
+    theirs, their_lines = _run(tmp_path, "trl", genomics_examples, tiny_llama_dir, overrides)
+
+    def by_kind(lines: list[dict], kind: str) -> list[dict]:
+        return [r for r in lines if r.get("kind") == kind]
+
+    train, reference = by_kind(ours_lines, "train"), by_kind(their_lines, "train")
+    assert [r["step"] for r in train] == [r["step"] for r in reference] == [1, 2, 4]  # the first step, then every 2
+    for mine, trl in zip(train, reference):
+        for key in KEYS:
+            assert mine[key] == pytest.approx(trl[key], rel=1e-5), (key, mine[key], trl[key])
+        assert 0 < mine["mean_token_accuracy"] < 1 and mine["entropy"] > 0
+    # tokens seen: counted once per micro-batch, read back at the logging steps and at the end
+    assert ours["tokens_seen"] == theirs["tokens_seen"] > 0
+    assert train[-1]["num_tokens"] == reference[-1]["num_tokens"] > train[0]["num_tokens"]
+    evals, eval_reference = by_kind(ours_lines, "eval"), by_kind(their_lines, "eval")
+    assert len(evals) == len(eval_reference) >= 2
+    for mine, trl in zip(evals, eval_reference):
+        for key in ("eval_loss", "eval_entropy", "eval_mean_token_accuracy"):
+            assert mine[key] == pytest.approx(trl[key], rel=1e-5), (key, mine[key], trl[key])
+
+    def tokens_at(summary: dict, step: int) -> int:
+        state = Path(summary["run_dir"]) / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
+        return json.loads(state.read_text())["num_input_tokens_seen"]
+
+    # a checkpoint's trainer state holds the tokens seen up to it, as with the trainer's own count
+    assert tokens_at(ours, 2) == tokens_at(theirs, 2) > 0
+
+
+def test_the_guard_checks_the_trainers_norm_instead_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from forge.train.callbacks import NonFiniteGuard
+
+    model = torch.nn.Linear(3, 2)
+    model(torch.ones(1, 3)).sum().backward()
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the guard computed its own norm")
+
+    monkeypatch.setattr(torch.nn.utils, "get_total_norm", no_second_pass)
+    state, control = TrainerState(), TrainerControl()
+    state.global_step = 4
+    finite = NonFiniteGuard(norm=lambda: torch.tensor(2.5))
+    finite.on_pre_optimizer_step(None, state, control, model=model)
+    assert finite.failed_step is None and model.weight.grad is not None
+    broken = NonFiniteGuard(norm=lambda: torch.tensor(float("inf")))
+    broken.on_pre_optimizer_step(None, state, control, model=model)
+    assert broken.failed_step == 5 and "NaN or infinite" in broken.reason
+    assert model.weight.grad is None and model.bias.grad is None  # the optimizer skips this update
+    monkeypatch.undo()
+    # no norm from the trainer (an encoder's Trainer, DeepSpeed before its first step): the guard computes it
+    model(torch.ones(1, 3)).sum().backward()
+    model.bias.grad[0] = float("nan")
+    own = NonFiniteGuard(norm=lambda: None)
+    own.on_pre_optimizer_step(None, state, control, model=model)
+    assert own.failed_step == 5
