@@ -36,6 +36,9 @@ def test_auto_on_a_gpu_turns_padding_free_and_offload_on(monkeypatch) -> None:
     assert not speed.decide({}, cuda=True, dora=True).fused_lora
     assert not speed.decide({}, cuda=True, engine="deepspeed", zero3=True).fused_lora  # shards gathered per module
     assert speed.decide({}, cuda=True, engine="deepspeed").fused_lora
+    # regional compile of a 4-bit model traced the fused layers without gradients (H100): unfused there
+    assert not speed.decide({"compile": "regional"}, cuda=True, quantized=True).fused_lora
+    assert speed.decide({"compile": "regional"}, cuda=True).fused_lora
 
 
 def test_auto_leaves_liger_off_when_the_package_is_missing(monkeypatch) -> None:
@@ -52,6 +55,8 @@ def test_auto_leaves_liger_off_when_the_package_is_missing(monkeypatch) -> None:
     ({"fused_lora": True}, {"dora": True}, "fused_lora is on, but it applies to plain LoRA adapters"),
     ({"fused_lora": True}, {"lora": False}, "fused_lora is on, but it applies to plain LoRA adapters"),
     ({"fused_lora": True}, {"zero3": True}, "fused_lora is on, but DeepSpeed ZeRO-3 gathers each layer's weights"),
+    ({"fused_lora": True, "compile": "regional"}, {"quantized": True},
+     "fused_lora is on, but regional compile traces the fused quantized layers without their gradients"),
 ])
 def test_a_switch_that_cannot_work_here_is_a_one_line_error(switches, kwargs, message) -> None:
     with pytest.raises(ForgeRuntimeError) as error:
