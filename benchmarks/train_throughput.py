@@ -319,26 +319,73 @@ def run_forge(recipe: Path, name: str, overrides: list[str], work: Path, warmup:
               seq: int, batch: int, timeout: float) -> dict:
     run_dir = work / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "forge", "run", str(recipe), f"run.name={name}", *overrides]
+    patches = [o[1:] for o in overrides if o.startswith("@")]
+    overrides = [o for o in overrides if not o.startswith("@")]
+    start = [sys.executable, __file__, "_forge_patched", ",".join(patches)] if patches else \
+        [sys.executable, "-m", "forge"]
+    cmd = [*start, "run", str(recipe), f"run.name={name}", *overrides]
     started = time.time()
     try:
         code = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         code = "timeout"
-    row = {"stack": name, "seq": seq, "batch": batch, "overrides": overrides, "wall": time.time() - started}
+    row = {"stack": name, "seq": seq, "batch": batch, "overrides": overrides + [f"@{p}" for p in patches],
+           "wall": time.time() - started}
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
         lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     except (OSError, ValueError):
         return {**row, "error": f"exit {code}, no summary; see the log"}
     train = [r for r in lines if r.get("kind") == "train" and "loss" in r]
-    rates = [r["tokens_per_second"] for r in train[warmup:] if r.get("tokens_per_second")]
+    # each logged rate covers the steps since the previous log: those starting after the warm-up count (every
+    # step with logging_steps 1; a variant may log less often, as a recipe does by default)
+    rates = [r["tokens_per_second"] for before, r in zip(train, train[1:])
+             if before["step"] >= warmup and r.get("tokens_per_second")]
     row.update(losses=[r["loss"] for r in train], speed=summary.get("speed"),
                error=None if summary.get("status") == "completed" else f"{summary.get('status')}: "
                                                                         f"{str(summary.get('error'))[:160]}",
                tokens_per_second=statistics.median(rates) if rates else None,
                peak_allocated=summary.get("peak_memory_bytes"), peak_reserved=summary.get("peak_memory_reserved_bytes"))
     return row
+
+
+# Earlier versions of Forge's own code, for rows that measure what a change bought (`--variant NAME:@PATCH`)
+def _patch(name: str) -> None:
+    sys.path.insert(0, str(REPO))
+    if name == "bnb-dequant":  # bitsandbytes' public dequantize_4bit in the fused LoRA layers
+        import forge.train.speed as speed
+
+        speed._bnb_kernels = lambda: None
+    elif name == "trl-metrics":  # TRL's and transformers' per-step metrics, read back at every micro-batch
+        import forge.train.trainer as trainer
+
+        trainer._plain_nll = lambda t: False
+        trainer._input_tokens = lambda t, inputs: None
+    elif name == "guard-norm":  # the non-finite guard computing a gradient norm of its own
+        import forge.train.callbacks as callbacks
+
+        callbacks._as_float = lambda value: None
+    elif name == "blocking-copies":  # batches copied to the GPU with a wait for each copy
+        import forge.train.trainer as trainer
+
+        settings = trainer.trainer_settings
+
+        def blocking(*args, **kwargs):
+            result = settings(*args, **kwargs)
+            result.args.pop("accelerator_config", None)
+            return result
+
+        trainer.trainer_settings = blocking
+    else:
+        raise SystemExit(f"unknown patch {name!r} (bnb-dequant, trl-metrics, guard-norm, blocking-copies)")
+
+
+def _forge_patched(patches: str, argv: list[str]) -> int:
+    for name in filter(None, patches.split(",")):
+        _patch(name)
+    from forge.cli import main as forge_main
+
+    return forge_main(argv)
 
 
 # ------------------------------------------------------------------------------------- real-shaped data
@@ -445,7 +492,8 @@ def main() -> int:
     parser.add_argument("--stacks", default="plain,plain-bf16,forge,unsloth")
     parser.add_argument("--unsloth-site", type=Path, help="folder holding unsloth and the versions it needs")
     parser.add_argument("--variant", action="append", default=[],
-                        help="extra forge rows, NAME:KEY=VALUE,KEY=VALUE (recipe overrides)")
+                        help="extra forge rows, NAME:KEY=VALUE,KEY=VALUE (recipe overrides); an item @PATCH runs an "
+                             "earlier version of a part instead (bnb-dequant, trl-metrics, guard-norm, blocking-copies)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--real", action="store_true",
                         help="also the second table: recipes/genomics_qlora.yaml on the demo corpus, padded, "
@@ -520,6 +568,8 @@ def render(path: Path) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--render":
         sys.exit(render(Path(sys.argv[2])))
+    if len(sys.argv) > 2 and sys.argv[1] == "_forge_patched":
+        sys.exit(_forge_patched(sys.argv[2], sys.argv[3:]))
     if len(sys.argv) > 1 and sys.argv[1] == "_build":
         _build(Path(sys.argv[2]))
     elif len(sys.argv) > 3 and sys.argv[1] == "_build_bf16":
