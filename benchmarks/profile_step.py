@@ -8,7 +8,6 @@ them) and CPU operators of a step profiled with stacks.
 
     python benchmarks/profile_step.py [--work /tmp/forge-throughput] [--shape 2048x8] [--unsloth-site DIR]
         [--compile] [--host] [--stacks forge,unsloth] [--set KEY=VALUE ...]
-    python benchmarks/profile_step.py --dequant
 """
 from __future__ import annotations
 
@@ -191,36 +190,6 @@ def profile_unsloth(model_dir: str, batches: str, shape: str, host: bool = False
         windows.end()
 
 
-def dequant_cost() -> None:
-    """Host and GPU time per call of bitsandbytes' public dequantize_4bit and of Forge's direct call of its
-    kernels (forge.train.speed.dequantize), NF4 with double quantization: on a 64 x 64 weight, where the host's
-    time is all there is, and on a 7B MLP weight (11008 x 4096)."""
-    import bitsandbytes.functional as bnbf
-    import torch
-
-    sys.path.insert(0, str(tt.REPO))
-    from forge.train.speed import dequantize
-
-    for shape in ((64, 64), (11008, 4096)):
-        data, state = bnbf.quantize_4bit(torch.randn(*shape, device="cuda", dtype=torch.bfloat16), quant_type="nf4",
-                                         compress_statistics=True)
-        for name, fn in (("public", lambda: bnbf.dequantize_4bit(data, state).to(torch.bfloat16)),
-                         ("direct", lambda: dequantize(data, state, torch.bfloat16))):
-            for _ in range(20):
-                fn()
-            torch.cuda.synchronize()
-            calls, start = 500, time.perf_counter()
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            for _ in range(calls):
-                fn()
-            host = (time.perf_counter() - start) / calls
-            end.record()
-            torch.cuda.synchronize()
-            print(f"dequantize {shape[0]} x {shape[1]} {name}: host {host * 1e6:.1f} us/call, "
-                  f"GPU stream {begin.elapsed_time(end) * 1e3 / calls:.1f} us/call", flush=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/forge-throughput"))
@@ -231,12 +200,7 @@ def main() -> int:
     parser.add_argument("--host", action="store_true",
                         help="report host time instead of kernels: GPU busy share, host syncs, CPU operators")
     parser.add_argument("--stacks", default="forge,unsloth")
-    parser.add_argument("--dequant", action="store_true",
-                        help="only time bitsandbytes' dequantization against Forge's direct call, per call")
     args = parser.parse_args()
-    if args.dequant:
-        dequant_cost()
-        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     (seq, batch), = tt.parse_shapes(args.shape)
     with open(args.work / "profile-log.txt", "a") as log:

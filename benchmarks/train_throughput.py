@@ -352,11 +352,7 @@ def run_forge(recipe: Path, name: str, overrides: list[str], work: Path, warmup:
 # Earlier versions of Forge's own code, for rows that measure what a change bought (`--variant NAME:@PATCH`)
 def _patch(name: str) -> None:
     sys.path.insert(0, str(REPO))
-    if name == "bnb-dequant":  # bitsandbytes' public dequantize_4bit in the fused LoRA layers
-        import forge.train.speed as speed
-
-        speed._bnb_kernels = lambda: None
-    elif name == "trl-metrics":  # TRL's and transformers' per-step metrics, read back at every micro-batch
+    if name == "trl-metrics":  # TRL's and transformers' per-step metrics, read back at every micro-batch
         import forge.train.trainer as trainer
 
         trainer._plain_nll = lambda t: False
@@ -377,7 +373,7 @@ def _patch(name: str) -> None:
 
         trainer.trainer_settings = blocking
     else:
-        raise SystemExit(f"unknown patch {name!r} (bnb-dequant, trl-metrics, guard-norm, blocking-copies)")
+        raise SystemExit(f"unknown patch {name!r} (trl-metrics, guard-norm, blocking-copies)")
 
 
 def _forge_patched(patches: str, argv: list[str]) -> int:
@@ -493,7 +489,7 @@ def main() -> int:
     parser.add_argument("--unsloth-site", type=Path, help="folder holding unsloth and the versions it needs")
     parser.add_argument("--variant", action="append", default=[],
                         help="extra forge rows, NAME:KEY=VALUE,KEY=VALUE (recipe overrides); an item @PATCH runs an "
-                             "earlier version of a part instead (bnb-dequant, trl-metrics, guard-norm, blocking-copies)")
+                             "earlier version of a part instead (trl-metrics, guard-norm, blocking-copies)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--real", action="store_true",
                         help="also the second table: recipes/genomics_qlora.yaml on the demo corpus, padded, "

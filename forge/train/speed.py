@@ -263,51 +263,10 @@ def _base_weight(layer: Any) -> Any:
 
 def _dense(weight: Any, dtype: Any) -> Any:
     if type(weight).__name__ == "Params4bit":
-        return dequantize(weight.data, weight.quant_state, dtype)
-    return weight.to(dtype)
-
-
-def dequantize(data: Any, state: Any, dtype: Any) -> Any:
-    """A bitsandbytes 4-bit weight as a dense `dtype` matrix, by bitsandbytes' own CUDA kernels called directly:
-    its public `dequantize_4bit` reaches them through two dispatcher operators and their checks, host time that a
-    training step pays three times per layer (about 670 calls per step of a 7B model). The result is bit for bit
-    the public one's. Anything the direct path does not cover (the CPU, another backend or layout, a bitsandbytes
-    without these functions, a graph being compiled, which traces the public operators) takes the public one."""
-    import torch
-
-    nested = getattr(state, "nested", False)
-    if torch.compiler.is_compiling() or not data.is_cuda or data.shape[0] == 1 or _bnb_kernels() is None or \
-            state.dtype not in (torch.bfloat16, torch.float16, torch.float32) or \
-            (nested and (state.state2.dtype != torch.float32 or state.state2.nested
-                         or state.state2.code.device != data.device)):
         import bitsandbytes.functional as bnbf
 
-        return bnbf.dequantize_4bit(data, state).to(dtype)
-    blockwise, four_bit = _bnb_kernels()
-    absmax = state.absmax
-    if nested:  # double quantization: the block scales are 8-bit themselves
-        outer = torch.empty(absmax.shape, dtype=torch.float32, device=data.device)
-        blockwise(absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32, outer)
-        absmax = outer.add_(state.offset)
-    out = torch.empty(state.shape, dtype=state.dtype, device=data.device)
-    four_bit(data, absmax, state.blocksize, state.quant_type, state.dtype, out)
-    return out.to(dtype)
-
-
-@functools.cache
-def _bnb_kernels() -> tuple[Any, Any] | None:
-    """bitsandbytes' CUDA implementations of blockwise (8-bit) and 4-bit dequantization, where this version has
-    them with the arguments used here; None otherwise."""
-    try:
-        from bitsandbytes.backends.cuda import ops
-    except Exception:  # noqa: BLE001 - no CUDA backend, or a layout this code does not know
-        return None
-    wanted = {"_dequantize_blockwise_impl": ["A", "absmax", "code", "blocksize", "dtype", "out"],
-              "_dequantize_4bit_impl": ["A", "absmax", "blocksize", "quant_type", "dtype", "out"]}
-    found = [getattr(ops, name, None) for name in wanted]
-    if any(f is None or list(inspect.signature(f).parameters) != params for f, params in zip(found, wanted.values())):
-        return None
-    return found[0], found[1]
+        return bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
+    return weight.to(dtype)
 
 
 @functools.cache
