@@ -166,7 +166,8 @@ class SpeedSection(Section):
     fused_lora: Switch = Field(
         "auto", description="Compute base layer and LoRA update as one autograd node (the update added in place, "
                             "its input gradient added into the base one) instead of PEFT's separate passes; "
-                            "auto: on for plain LoRA (not DoRA), off under DeepSpeed ZeRO-3.")
+                            "auto: on for plain LoRA (not DoRA), off under DeepSpeed ZeRO-3 and with regional compile "
+                            "of a quantized model.")
     padding_free: Switch = Field(
         "auto", description="Concatenate the examples of a micro-batch into one row with position_ids instead of "
                             "padding them (attention stays within each example: PyTorch's variable-length flash "
