@@ -135,13 +135,15 @@ def _sft_trainer_class() -> Any:
             if count is None:
                 return super()._track_num_input_tokens(inputs)
             self._forge_tokens.append(count)
+            if len(self._forge_tokens) >= PENDING_LIMIT:
+                _settle(self)
 
         def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
             self.forge_grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
             return self.forge_grad_norm
 
         def settle_metrics(self) -> None:
-            """Read the pending metrics back (one sync) into TRL's lists and the trainer state."""
+            """Read the pending metrics back into TRL's lists and the trainer state."""
             _settle(self)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -190,6 +192,8 @@ def _loss_with_pending_metrics(trainer: Any, model: Any, inputs: dict[str, Any],
         else:
             raise ValueError("Expected 'attention_mask' or 'position_ids' in inputs.")
         trainer._forge_train_tokens.append(gather(local).sum())
+    if len(trainer._forge_pending[mode]) >= PENDING_LIMIT:
+        _settle(trainer)
     return loss
 
 
@@ -214,8 +218,13 @@ def _input_tokens(trainer: Any, inputs: dict[str, Any]) -> Any:
     return trainer.accelerator.gather(count).sum()
 
 
+# a run that logs rarely reads its pending metrics back every this many micro-batches (each is a small tensor)
+PENDING_LIMIT = 256
+
+
 def _settle(trainer: Any) -> None:
-    """Read the pending metrics back, with one sync, into TRL's metric lists and the trainer state."""
+    """Read the pending metrics back into TRL's metric lists and the trainer state (a few reads at a logging step
+    or a save instead of several per micro-batch)."""
     pending, train_tokens, tokens = trainer._forge_pending, trainer._forge_train_tokens, trainer._forge_tokens
     if not (any(pending.values()) or train_tokens or tokens):
         return

@@ -94,3 +94,28 @@ def test_the_guard_checks_the_trainers_norm_instead_of_its_own(monkeypatch: pyte
     own = NonFiniteGuard(norm=lambda: None)
     own.on_pre_optimizer_step(None, state, control, model=model)
     assert own.failed_step == 5
+
+
+def test_a_run_that_logs_rarely_reads_its_pending_metrics_back_in_bounded_batches(
+        tmp_path: Path, tiny_llama_dir: Path, genomics_examples: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import forge.train.run
+    import forge.train.trainer
+    from harness import fake_bundle, prepare, write_recipe
+
+    monkeypatch.setattr(forge.train.run, "load_data", fake_bundle)
+    monkeypatch.setattr(forge.train.trainer, "PENDING_LIMIT", 3)
+    held: list[int] = []
+    settle = forge.train.trainer._settle
+
+    def watching(trainer):
+        held.append(len(trainer._forge_pending["train"]))
+        settle(trainer)
+
+    monkeypatch.setattr(forge.train.trainer, "_settle", watching)
+    recipe = write_recipe(tmp_path / "rare", genomics_examples, tiny_llama_dir, name="rare")
+    resolved, plan = prepare(recipe, "training.max_steps=8", "training.logging_steps=100", "training.save_steps=100",
+                             "data.split.validation=0.0")
+    summary = forge.train.run.run_recipe(resolved, plan, progress=False)
+    assert summary["status"] == "completed", summary.get("error")
+    assert max(held) <= 3  # never more than the limit waiting
+    assert summary["tokens_seen"] > 0
