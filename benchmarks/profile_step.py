@@ -41,17 +41,24 @@ def top_kernels(prof) -> str:
 
 
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+OUR_FRAMES = ("forge/", "trl/", "transformers/trainer", "accelerate/", "peft/", "benchmarks/")
 
 
-def busy_report(prof, wall: float) -> str:
-    """How much of the step the GPU was busy: the union of its kernels' and copies' intervals."""
+def device_spans(prof) -> list[tuple[float, float]]:
+    """(start, end) of every kernel and copy on the GPU in the profile, in microseconds, sorted."""
     spans = []
     for event in prof.events():
         if str(getattr(event, "device_type", "")).endswith("CUDA"):
             start = event.time_range.start
             spans.append((start, start + event.device_time_total))
+    return sorted(spans)
+
+
+def busy_report(prof, wall: float) -> str:
+    """How much of the step the GPU was busy: the union of its kernels' and copies' intervals."""
+    spans = device_spans(prof)
     busy, end = 0.0, float("-inf")
-    for a, b in sorted(spans):
+    for a, b in spans:
         if b > end:
             busy += b - max(a, end)
             end = b
@@ -62,14 +69,9 @@ def busy_report(prof, wall: float) -> str:
 def gap_report(prof, top: int = 12) -> str:
     """The GPU's idle gaps in the profiled window (longest first, those over 0.2 ms), each with the outermost CPU
     operators running during it: what the host was doing while the GPU waited."""
-    spans, outer = [], []
-    for event in prof.events():
-        if str(getattr(event, "device_type", "")).endswith("CUDA"):
-            start = event.time_range.start
-            spans.append((start, start + event.device_time_total))
-        elif event.cpu_parent is None:
-            outer.append(event)
-    spans.sort()
+    spans = device_spans(prof)
+    outer = [e for e in prof.events() if not str(getattr(e, "device_type", "")).endswith("CUDA")
+             and e.cpu_parent is None]
     gaps, end = [], spans[0][1] if spans else 0
     for a, b in spans[1:]:
         if a > end + 200:
@@ -92,13 +94,20 @@ def sync_report(prof, wall: float) -> str:
     syncs = []
     for event in prof.events():
         if event.name in SYNCS:
-            frames = [f for f in (event.stack or []) if "site-packages" not in f or "/trl/" in f
-                      or "/transformers/trainer" in f or "/accelerate/" in f][:3]
-            syncs.append((event.cpu_time_total, event.name, frames))
+            # the Python frames come as the call's parents ("file(line): function"); the first operator among
+            # them (aten::item, ...) is what asked for the sync
+            operator, frames, parent = None, [], event.cpu_parent
+            while parent is not None:
+                if operator is None and parent.name.startswith("aten::"):
+                    operator = parent.name
+                if "): " in parent.name and any(k in parent.name for k in OUR_FRAMES):
+                    frames.append(parent.name)
+                parent = parent.cpu_parent
+            syncs.append((event.cpu_time_total, operator or event.name, frames[:3]))
     lines = [f"step {wall * 1e3:.1f} ms (profiled with stacks); {len(syncs)} host syncs waiting "
              f"{sum(s[0] for s in syncs) / 1e3:.1f} ms"]
     for waited, name, frames in syncs[:20]:
-        lines.append(f"  sync {waited / 1e3:7.2f} ms {name}: {' <- '.join(frames)[:300]}")
+        lines.append(f"  sync {waited / 1e3:7.2f} ms under {name}: {' <- '.join(frames)[:300]}")
     lines.append("CPU operators by own time:")
     for avg in sorted(prof.key_averages(), key=lambda a: -a.self_cpu_time_total)[:ROWS]:
         lines.append(f"  {avg.self_cpu_time_total / 1e3:9.2f} ms {avg.count:6d} calls  {avg.key[:90]}")
@@ -110,7 +119,7 @@ class Windows:
     time, the third profiled with Python stacks for syncs; otherwise one step profiled for kernels."""
 
     def __init__(self, name: str, host: bool) -> None:
-        self.name, self.host = name, host
+        self.name = name
         self.plans = ["plain", "busy", "stacks"] if host else ["kernels"]
 
     def begin(self, index: int) -> None:
@@ -133,7 +142,8 @@ class Windows:
         wall = time.perf_counter() - self.start
         if self.prof is not None:
             self.prof.__exit__(None, None, None)
-        report = {"plain": lambda: f"step {wall * 1e3:.1f} ms (no profiler)", "busy": lambda: busy_report(self.prof, wall) + "\n" + gap_report(self.prof),
+        report = {"plain": lambda: f"step {wall * 1e3:.1f} ms (no profiler)",
+                  "busy": lambda: busy_report(self.prof, wall) + "\n" + gap_report(self.prof),
                   "stacks": lambda: sync_report(self.prof, wall), "kernels": lambda: top_kernels(self.prof)}
         print(f"{self.name} step: {wall:.3f} s\n{report[self.plan]()}", flush=True)
 
