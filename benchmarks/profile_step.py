@@ -42,6 +42,8 @@ def top_kernels(prof) -> str:
 
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 OUR_FRAMES = ("forge/", "trl/", "transformers/trainer", "accelerate/", "peft/", "benchmarks/")
+STACK_FILES = (*OUR_FRAMES, "transformers/", "liger_kernel/", "bitsandbytes/", "unsloth", "torch/utils/checkpoint",
+               "torch/autograd/")
 
 
 def device_spans(prof) -> list[tuple[float, float]]:
@@ -114,13 +116,36 @@ def sync_report(prof, wall: float) -> str:
     return "\n".join(lines)
 
 
+def python_report(prof, wall: float) -> str:
+    """Where the host's Python time goes in a step profiled with cProfile (which slows Python-heavy code most):
+    functions by their own time, and Forge's, TRL's, PEFT's and transformers' functions by time inside them."""
+    import pstats
+
+    stats = pstats.Stats(prof).stats  # (file, line, name) -> (calls, primitive calls, own, inclusive, callers)
+
+    def where(key) -> str:
+        file, line, name = key
+        return name if file == "~" else f"{'/'.join(Path(file).parts[-3:])}:{line}({name})"
+
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:ROWS]
+    lines = [f"step {wall * 1e3:.1f} ms (under cProfile); functions by own time:"]
+    lines += [f"  {own * 1e3:8.2f} ms {calls:7d} calls  {where(key)[:110]}" for key, (_, calls, own, _, _) in rows]
+    ours = sorted(((k, v) for k, v in stats.items() if any(f in k[0] for f in STACK_FILES)),
+                  key=lambda kv: -kv[1][3])[:ROWS]
+    lines.append("functions of the stacks by time inside them:")
+    lines += [f"  {inside * 1e3:8.2f} ms {calls:7d} calls  {where(key)[:110]}"
+              for key, (_, calls, _, inside, _) in ours]
+    return "\n".join(lines)
+
+
 class Windows:
     """The measured steps: in host mode, the first timed without a profiler, the second profiled for GPU busy
-    time, the third profiled with Python stacks for syncs; otherwise one step profiled for kernels."""
+    time, the third profiled with Python stacks for syncs, the fourth under cProfile; otherwise one step
+    profiled for kernels."""
 
     def __init__(self, name: str, host: bool) -> None:
         self.name = name
-        self.plans = ["plain", "busy", "stacks"] if host else ["kernels"]
+        self.plans = ["plain", "busy", "stacks", "python"] if host else ["kernels"]
 
     def begin(self, index: int) -> None:
         import torch
@@ -128,7 +153,12 @@ class Windows:
         self.plan = self.plans[index]
         torch.cuda.synchronize()
         self.prof = None
-        if self.plan != "plain":
+        if self.plan == "python":
+            import cProfile
+
+            self.prof = cProfile.Profile()
+            self.prof.enable()
+        elif self.plan != "plain":
             self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                                           torch.profiler.ProfilerActivity.CUDA],
                                                with_stack=self.plan == "stacks")
@@ -140,11 +170,14 @@ class Windows:
 
         torch.cuda.synchronize()
         wall = time.perf_counter() - self.start
-        if self.prof is not None:
+        if self.plan == "python":
+            self.prof.disable()
+        elif self.prof is not None:
             self.prof.__exit__(None, None, None)
         report = {"plain": lambda: f"step {wall * 1e3:.1f} ms (no profiler)",
                   "busy": lambda: busy_report(self.prof, wall) + "\n" + gap_report(self.prof),
-                  "stacks": lambda: sync_report(self.prof, wall), "kernels": lambda: top_kernels(self.prof)}
+                  "stacks": lambda: sync_report(self.prof, wall), "kernels": lambda: top_kernels(self.prof),
+                  "python": lambda: python_report(self.prof, wall)}
         print(f"{self.name} step: {wall:.3f} s\n{report[self.plan]()}", flush=True)
 
 

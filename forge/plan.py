@@ -105,6 +105,7 @@ def _trainer(recipe: Recipe, run_dir: str, notes: list[str]) -> dict[str, Any]:
         "warmup_steps": o.warmup_ratio,  # TRL 1.x: a float in [0, 1) is a ratio of total steps
         "max_grad_norm": o.max_grad_norm,
         "logging_steps": t.logging_steps,
+        "dataloader_workers": t.dataloader_workers,  # resolved for the machine by execute
         "logging_first_step": True,
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": eval_steps if has_eval else None,

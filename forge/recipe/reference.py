@@ -24,6 +24,8 @@ def schema_text() -> str:
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:  # a constrained type: its base type
+        return _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
     if origin in (typing.Union, __import__("types").UnionType):

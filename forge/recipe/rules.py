@@ -188,10 +188,6 @@ def speed_switches_fit(recipe: Recipe) -> Iterator[Issue]:
     if sp.fused_lora is True and dist.strategy == "deepspeed" and dist.zero_stage == 3 and not dist.config_file:
         yield (where + ("fused_lora",), "fused_lora reads each LoRA layer's weights outside the layer's own forward, "
                "where DeepSpeed ZeRO-3 has not gathered them", "set fused_lora: auto (off under ZeRO-3)")
-    if sp.fused_lora is True and sp.compile == "regional" and recipe.quantization.mode != "none":
-        yield (where + ("fused_lora",), "regional compile traces the fused quantized LoRA layers without their "
-               "gradients (the adapters stop learning)", "set fused_lora: auto (off with regional compile of a "
-               "quantized model), or compile: off")
     for name in ("padding_free", "liger_kernels"):
         if getattr(sp, name) is True and recipe.model.task != "causal_lm":
             yield (where + (name,), f"{name} applies to causal LMs, and model.task is {recipe.model.task}",

@@ -6,7 +6,7 @@ forbids unknown keys, so a misspelt key is an error rather than a silently ignor
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -166,8 +166,7 @@ class SpeedSection(Section):
     fused_lora: Switch = Field(
         "auto", description="Compute base layer and LoRA update as one autograd node (the update added in place, "
                             "its input gradient added into the base one) instead of PEFT's separate passes; "
-                            "auto: on for plain LoRA (not DoRA), off under DeepSpeed ZeRO-3 and with regional compile "
-                            "of a quantized model.")
+                            "auto: on for plain LoRA (not DoRA), off under DeepSpeed ZeRO-3.")
     padding_free: Switch = Field(
         "auto", description="Concatenate the examples of a micro-batch into one row with position_ids instead of "
                             "padding them (attention stays within each example: PyTorch's variable-length flash "
@@ -176,8 +175,11 @@ class SpeedSection(Section):
         "auto", description="Keep each checkpointed layer's input in CPU memory until the backward pass needs it "
                             "(copied on side streams, overlapped with compute); auto: on a CUDA GPU with gradient "
                             "checkpointing, one process or DDP.")
-    compile: Literal["off", "regional"] = Field(
-        "off", description="torch.compile each decoder layer (regional: one compilation reused by every layer).")
+    compile: Literal["auto", "off", "regional"] = Field(
+        "auto", description="torch.compile each decoder layer (regional: one compilation reused by every layer); "
+                            "auto: regional for a quantized causal LM on one CUDA GPU with gradient checkpointing "
+                            "and at most 4096 tokens per micro-batch, where Python, not the GPU, sets the pace "
+                            "(Liger's kernels then stay off unless asked for); off otherwise.")
     fp32_norms: bool = Field(
         False, description="Keep norms, embeddings and the LM head of a 4/8-bit model in float32, as PEFT's "
                            "prepare_model_for_kbit_training does (slower; 1.7 GiB more for a 7B model at 8 x 2048).")
@@ -201,6 +203,9 @@ class TrainingSection(Section):
                       description="Loss: causal_lm, completion_only, or a user loss registered by loss_module.")
     loss_module: str | None = Field(None, description="Python module that registers a user loss.")
     logging_steps: int = Field(10, ge=1, description="Optimizer steps between logged metrics.")
+    dataloader_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
+        "auto", description="Processes that read and collate the next batches while the current one trains; "
+                            "auto: 2 on a GPU, none on the CPU (batches made in the main process).")
     eval_steps: int | None = Field(None, ge=1, description="Steps between evaluations; default: save_steps.")
     save_steps: int = Field(100, ge=1, description="Steps between checkpoints.")
     save_total_limit: int = Field(3, ge=1, le=1000, description="Checkpoints kept besides the best.")

@@ -101,15 +101,15 @@ class NonFiniteGuard(TrainerCallback):
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not self.check_gradients or model is None or self.failed_step is not None:
             return
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if not grads:
-            return
         # one norm over every gradient: NaN or inf anywhere makes it non-finite (one device sync, not one each);
         # the trainer's own, where it computed one, rather than a second pass over the gradients
         total = _as_float(self.norm() if self.norm is not None else None)
         if total is None:
             import torch
 
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            if not grads:
+                return
             total = float(torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False))
         if not math.isfinite(total):
             self._fail(state.global_step + 1, "gradients became NaN or infinite")

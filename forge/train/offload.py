@@ -9,6 +9,8 @@ inputs move: what the layer saves while it is recomputed lives and dies within i
 `install(model)` swaps the checkpoint function of the model's checkpointed layers (transformers'
 GradientCheckpointingLayer calls `_gradient_checkpointing_func(forward, hidden_states)`); a call it cannot
 serve (another input needing a gradient, a CPU tensor) goes to the checkpoint function the layer had.
+The same swap runs regional compile under checkpointing: the layer's forward compiled, inside the checkpoint
+(compiling the layer whole would put the checkpoint, and this offload, inside the graph).
 """
 from __future__ import annotations
 
@@ -134,15 +136,21 @@ def _function() -> Any:
     return OffloadedCheckpoint
 
 
-def checkpoint_function(stash: Stash, fallback: Callable) -> Callable:
+def checkpoint_function(stash: Stash | None, fallback: Callable, compiled: bool = False) -> Callable:
     """The `_gradient_checkpointing_func` of a layer: (forward, hidden_states) through the stash; anything
     else (more positional inputs, a bound input that needs a gradient, an input that needs none, whose layer
-    would then get no backward at all, another device) through `fallback`, the function the layer had."""
+    would then get no backward at all, another device), or everything when there is no stash, through
+    `fallback`, the function the layer had. With `compiled`, the layer's forward runs torch.compiled inside the
+    checkpoint (regional compile): the checkpoint, its offload and its recompute stay outside the graph."""
     import torch
 
     function = _function()  # looked up once, not at every layer call
 
     def checkpoint(run: Callable, *args: Any, **kwargs: Any) -> Any:
+        if compiled:
+            run = compiled_run(run)
+        if stash is None:
+            return fallback(run, *args, **kwargs)
         bound = getattr(run, "keywords", None) or {}
         if len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor) or \
                 args[0].device.type != stash.device.type or not args[0].requires_grad or \
@@ -154,13 +162,29 @@ def checkpoint_function(stash: Stash, fallback: Callable) -> Callable:
     return checkpoint
 
 
-class Installer:
-    """Routes the checkpointed layers of `model` through one stash on `device`. The trainer turns checkpointing
-    on again when training begins (which resets each layer's checkpoint function), so `callback()` installs
-    once more at that moment."""
+def compiled_run(run: Callable) -> Callable:
+    """`partial(forward, layer, **kwargs)`, as transformers hands it to the checkpoint, with the layer class's
+    forward torch.compiled (one compiled function per class: every layer of the model shares its graphs)."""
+    if isinstance(run, functools.partial) and callable(run.func):
+        return functools.partial(_compiled(run.func), *run.args, **run.keywords)
+    return run
 
-    def __init__(self, model: Any, device: Any) -> None:
-        self.model, self.stash, self.layers = model, Stash(device), 0
+
+@functools.cache
+def _compiled(forward: Callable) -> Callable:
+    import torch
+
+    return torch.compile(forward)
+
+
+class Installer:
+    """Routes the checkpointed layers of `model` through one stash on `device` (offload), through a compiled
+    forward (compile), or both. The trainer turns checkpointing on again when training begins (which resets
+    each layer's checkpoint function), so `callback()` installs once more at that moment."""
+
+    def __init__(self, model: Any, device: Any, offload: bool = True, compiled: bool = False) -> None:
+        self.model, self.stash, self.layers = model, Stash(device) if offload else None, 0
+        self.compiled = compiled
 
     def install(self) -> int:
         from transformers.modeling_layers import GradientCheckpointingLayer
@@ -170,9 +194,16 @@ class Installer:
             current = getattr(module, "_gradient_checkpointing_func", None)
             if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing and current is not None:
                 if not getattr(current, "forge_offload", False):
-                    module._gradient_checkpointing_func = checkpoint_function(self.stash, current)
+                    module._gradient_checkpointing_func = checkpoint_function(self.stash, current, self.compiled)
                 self.layers += 1
         return self.layers
+
+    def checkpointable(self) -> int:
+        """The layers that transformers checkpoints once checkpointing is on (a model that is not quantized gets
+        it from the trainer when training begins)."""
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        return sum(isinstance(module, GradientCheckpointingLayer) for module in self.model.modules())
 
     def callback(self) -> Any:
         from transformers import TrainerCallback

@@ -108,7 +108,9 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                              gradient_checkpointing=checkpointing, quantized=bool(plan.quantization),
                              engine=plan.launch.get("strategy", "none"), lora=bool(plan.lora),
                              dora=bool((plan.lora or {}).get("use_dora")),
-                             zero3=sharded and plan.launch.get("strategy") == "deepspeed")
+                             zero3=sharded and plan.launch.get("strategy") == "deepspeed",
+                             tokens=None if recipe.training.micro_batch_size == "auto" else
+                             plan.trainer["per_device_train_batch_size"] * plan.trainer["max_length"])
         plan_model = {**plan.model, "attn_implementation": attention_for(
             speed, plan.model.get("attn_implementation"), cuda=cuda, packing=bool(plan.trainer.get("packing")))}
         with quiet_library_bars():
@@ -119,7 +121,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                                        before_lora=(lambda m: [apply_liger(m)]) if speed.liger_kernels else None)
         if speed.fused_lora:
             notes.append(fuse_lora(loaded.model))
-        if speed.compile == "regional":
+        if speed.compile == "regional" and not checkpointing:  # under checkpointing: inside it (below)
             notes.append(compile_regions(loaded.model))
         notes += loaded.notes
 
@@ -137,8 +139,10 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                                     accumulation=accumulation, cuda=cuda,
                                     bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
         settings.args["activation_offloading"] = speed.activation_offload
-        own_offload = _own_offload(loaded.model, settings, notes) \
-            if speed.activation_offload and world == 1 and speed.compile == "off" and checkpointing else None
+        if settings.args["dataloader_num_workers"]:  # tokenizing is done: no fork-after-parallelism warning
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        routes = _checkpoint_routes(loaded.model, settings, notes, offload=speed.activation_offload and world == 1,
+                                    compiled=speed.compile == "regional") if checkpointing else None
         settings.speed = summary["speed"] = speed.to_dict()
         _distributed_args(settings.args, plan.launch, run_dir, world)
         if validation is None:
@@ -163,7 +167,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                                norm=lambda: getattr(trainer, "forge_grad_norm", None))
         stopper = StopOnSignal()
         forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), guard, stopper,
-                           *([ProgressBar()] if progress else []), *([own_offload] if own_offload else [])]
+                           *([ProgressBar()] if progress else []), *([routes] if routes else [])]
         with quiet_library_bars():
             trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
                                     loss_function=loss_function(settings.loss, recipe.training.loss_module),
@@ -340,20 +344,33 @@ def _save_final(trainer: Any, target: Path, main: bool = True) -> Path:
     return target
 
 
-def _own_offload(model: Any, settings: Any, notes: list[str]) -> Any:
-    """Forge's offload of the checkpointed layers' inputs, in place of TRL's (one process; DDP's gradient hooks
-    do not expect the recompute inside the backward pass). Returns the callback that installs it again when
-    training begins, or None where no layer is checkpointed."""
+def _checkpoint_routes(model: Any, settings: Any, notes: list[str], *, offload: bool, compiled: bool) -> Any:
+    """Forge's own checkpoint function for the checkpointed layers: their inputs offloaded (in place of TRL's
+    offload; one process, since DDP's gradient hooks do not expect the recompute inside the backward pass), their
+    forward compiled (regional compile), or both. Returns the callback that installs it again when training
+    begins, or None where it is not needed or no layer is checkpointed."""
     import torch
 
-    from forge.train import offload
+    from forge.train import offload as offload_module
+    from forge.train.speed import compile_regions
 
-    installer = offload.Installer(model, torch.device("cuda", torch.cuda.current_device()))
-    if not installer.install():
+    if not (offload or compiled):
         return None
-    settings.args["activation_offloading"] = False
-    notes.append(f"activation_offload: the inputs of {installer.layers} checkpointed layers kept in pinned CPU "
-                 "memory, copied on side streams")
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    installer = offload_module.Installer(model, device, offload=offload, compiled=compiled)
+    # checkpointing is on already for a quantized model; the trainer turns it on for the others (the callback
+    # installs then)
+    layers = installer.install() or installer.checkpointable()
+    if not layers:
+        if compiled:
+            notes.append(compile_regions(model))
+        return None
+    if offload:
+        settings.args["activation_offloading"] = False
+        notes.append(f"activation_offload: the inputs of {layers} checkpointed layers kept in pinned CPU "
+                     "memory, copied on side streams")
+    if compiled:
+        notes.append(f"compile: {layers} decoder layers compiled (regional, inside their checkpoints)")
     return installer.callback()
 
 

@@ -1,7 +1,8 @@
 """The speed switches on a GPU: PyTorch's variable-length flash attention against per-example attention, the
 fused LoRA forward on a 4-bit layer against PEFT's, and whole QLoRA runs with every switch on (Liger kernels,
-fused LoRA, padding-free rows, activation offload; then regional compile and float32 norms) against the run
-with every switch off: the same losses within bf16 tolerance.
+fused LoRA, padding-free rows, activation offload; then regional compile, as asked and as auto chooses it, and
+float32 norms) against the run with every switch off: the same losses within bf16 tolerance; compiled fused
+4-bit layers against eager gradients.
 
 Self-contained (model, tokenizer and texts built in a temporary folder); skipped without CUDA.
 """
@@ -18,7 +19,8 @@ from gpu_texts import SHAPE, Bundle, texts  # noqa: E402
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 OFF = ["training.speed.liger_kernels=false", "training.speed.fused_lora=false", "training.speed.padding_free=false",
-       "training.speed.activation_offload=false"]
+       "training.speed.activation_offload=false", "training.speed.compile=off"]
+EAGER = "training.speed.compile=off"  # 8 x 512 tokens: auto would compile (in place of Liger)
 RECIPE = """\
 run: {{name: {name}, output_dir: {out}, seed: 3}}
 data: {{sources: [{{path: {papers}}}], split: {{validation: 0.0, test: 0.0}}}}
@@ -79,7 +81,7 @@ def close(a: list[float], b: list[float], rel: float) -> bool:
 
 def test_every_switch_on_trains_like_every_switch_off(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     off = run(setup, "off", monkeypatch, *OFF)
-    on = run(setup, "on", monkeypatch)  # auto on a GPU: all four on
+    on = run(setup, "on", monkeypatch, EAGER)  # auto on a GPU: all four on
     assert on["speed"] == {"liger_kernels": True, "fused_lora": True, "padding_free": True,
                            "activation_offload": True, "compile": "off", "fp32_norms": False}
     assert not any(v for k, v in off["speed"].items() if k != "compile")
@@ -88,24 +90,25 @@ def test_every_switch_on_trains_like_every_switch_off(setup: dict[str, Any], mon
     assert losses(off)[0] > losses(off)[-1]  # it learns
     assert close(losses(on), losses(off), 2e-2), (losses(on), losses(off))
     assert on["tokens_seen"] == off["tokens_seen"]  # the same real tokens, no padding counted
-    no_offload = run(setup, "no-offload", monkeypatch, "training.speed.activation_offload=false")
+    no_offload = run(setup, "no-offload", monkeypatch, "training.speed.activation_offload=false", EAGER)
     assert close(losses(no_offload), losses(on), 2e-2)  # memory: see BENCHMARKS.md (7B: 10.6 -> 6.9 GiB)
 
 
 def test_regional_compile_and_fp32_norms_train_the_same(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    base = run(setup, "base", monkeypatch)
-    compiled = run(setup, "compiled", monkeypatch, "training.speed.compile=regional")
-    assert any(n == "compile: 4 decoder layers compiled (regional)" for n in compiled["notes"])
+    base = run(setup, "base", monkeypatch, EAGER)
+    compiled = run(setup, "compiled", monkeypatch, "training.speed.compile=regional")  # with Liger
+    assert "compile: 4 decoder layers compiled (regional, inside their checkpoints)" in compiled["notes"]
+    assert any(n.startswith("activation_offload: the inputs of 4") for n in compiled["notes"])
     assert close(losses(compiled), losses(base), 2e-2), (losses(compiled), losses(base))
-    # without Liger the whole layer is one graph: with the fused 4-bit layers in it the adapters got no gradient
-    # (loss flat, gradient norm 0); auto leaves them unfused under compile now
-    plain = run(setup, "noliger", monkeypatch, "training.speed.liger_kernels=false")
-    compiled_plain = run(setup, "compiled-noliger", monkeypatch, "training.speed.compile=regional",
-                         "training.speed.liger_kernels=false")
-    assert compiled_plain["speed"]["fused_lora"] is False
+    # auto at 8 x 512 tokens: compiled without Liger, the whole layer one graph with the fused 4-bit layers in it
+    # (their in-place update once lost their backward under compile: loss flat, gradient norm 0)
+    plain = run(setup, "noliger", monkeypatch, "training.speed.liger_kernels=false", EAGER)
+    compiled_plain = run(setup, "auto", monkeypatch)
+    assert {k: compiled_plain["speed"][k] for k in ("compile", "liger_kernels", "fused_lora")} == \
+        {"compile": "regional", "liger_kernels": False, "fused_lora": True}
     assert close(losses(compiled_plain), losses(plain), 2e-2), (losses(compiled_plain), losses(plain))
     assert losses(compiled_plain)[-1] < 0.9 * losses(compiled_plain)[0]  # it learns
-    fp32 = run(setup, "fp32", monkeypatch, "training.speed.fp32_norms=true")
+    fp32 = run(setup, "fp32", monkeypatch, "training.speed.fp32_norms=true", EAGER)
     assert fp32["speed"]["fp32_norms"] is True
     assert close(losses(fp32), losses(base), 3e-2), (losses(fp32), losses(base))
 
@@ -169,6 +172,53 @@ def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
     assert abs(loss_fused - loss_peft) <= 1e-3 * abs(loss_peft)
     flat_peft, flat_fused = torch.cat([g.flatten() for g in grads_peft]), torch.cat([g.flatten() for g in grads_fused])
     assert (flat_fused - flat_peft).norm() / flat_peft.norm() < 2e-2
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "layer"])
+def test_compiled_fused_4bit_layers_get_the_eager_gradients(setup: dict[str, Any], where: str) -> None:
+    """Regional compile of fused 4-bit LoRA layers: inside the checkpoint (Forge's path under gradient
+    checkpointing) and the whole layer (without checkpointing) give the eager loss and LoRA gradients."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from forge.train import offload
+    from forge.train.speed import compile_regions, fuse_lora
+
+    torch._dynamo.reset()
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(setup["model"], quantization_config=quant, dtype=torch.bfloat16,
+                                                 device_map={"": 0})
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.02)
+    fuse_lora(model)
+    if where == "checkpoint":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    ids = torch.randint(10, model.config.vocab_size, (4, 256), device="cuda")
+
+    def step() -> tuple[float, torch.Tensor]:
+        model.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = [p.grad.float().flatten() if p.grad is not None else torch.zeros(p.numel(), device="cuda")
+                 for p in model.parameters() if p.requires_grad]
+        return loss.item(), torch.cat(grads)
+
+    loss_eager, grads_eager = step()
+    if where == "checkpoint":
+        assert offload.Installer(model, torch.device("cuda"), offload=True, compiled=True).install() == 4
+    else:
+        compile_regions(model)
+    loss_compiled, grads_compiled = step()
+    assert abs(loss_compiled - loss_eager) <= 1e-2 * abs(loss_eager)
+    assert grads_eager.norm() > 0
+    assert (grads_compiled - grads_eager).norm() / grads_eager.norm() < 5e-2, \
+        (grads_compiled.norm().item(), grads_eager.norm().item())
 
 
 def test_offloaded_checkpointing_moves_layer_inputs_and_keeps_the_gradients(setup: dict[str, Any]) -> None:

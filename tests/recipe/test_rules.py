@@ -83,9 +83,6 @@ CASES = {
         "distribution: {strategy: deepspeed, zero_stage: 3}\ntraining: {speed: {fused_lora: true}}\n",
         "training.speed.fused_lora: fused_lora reads each LoRA layer's weights outside the layer's own forward, "
         "where DeepSpeed ZeRO-3 has not gathered them; set fused_lora: auto"),
-    "fused lora under regional compile of a 4-bit model": (
-        "quantization: {mode: 4bit}\ntraining: {speed: {fused_lora: true, compile: regional}}\n",
-        "training.speed.fused_lora: regional compile traces the fused quantized LoRA layers without their gradients"),
     "padding-free encoder": (
         "model: {name_or_path: bert, task: masked_lm}\ntraining: {speed: {padding_free: true}}\n",
         "training.speed.padding_free: padding_free applies to causal LMs, and model.task is masked_lm"),

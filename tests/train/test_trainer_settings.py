@@ -45,3 +45,19 @@ def test_batches_are_copied_to_a_gpu_without_waiting(write_recipe: Callable[...,
     assert gpu.args["dataloader_pin_memory"] is True and gpu.args["accelerator_config"] == {"non_blocking": True}
     cpu = trainer_settings(plan.trainer, output_dir=str(tmp_path), cuda=False)
     assert cpu.args["dataloader_pin_memory"] is False and "accelerator_config" not in cpu.args
+
+
+def test_batches_are_made_in_worker_processes_on_a_gpu(write_recipe: Callable[..., Path],
+                                                       prepare: Callable[..., tuple[Any, Any]], tmp_path: Path) -> None:
+    _, plan = prepare(write_recipe())
+    assert plan.trainer["dataloader_workers"] == "auto"
+    gpu = trainer_settings(plan.trainer, output_dir=str(tmp_path), cuda=True, bf16_supported=True)
+    assert (gpu.args["dataloader_num_workers"], gpu.args["dataloader_persistent_workers"],
+            gpu.args["dataloader_prefetch_factor"]) == (2, True, 2)
+    assert "dataloader_workers" not in gpu.args  # Forge's key, resolved to transformers' ones
+    cpu = trainer_settings(plan.trainer, output_dir=str(tmp_path), cuda=False)
+    assert cpu.args["dataloader_num_workers"] == 0 and "dataloader_persistent_workers" not in cpu.args
+    _, plan = prepare(write_recipe(), "training.dataloader_workers=0")
+    assert trainer_settings(plan.trainer, output_dir=str(tmp_path), cuda=True).args["dataloader_num_workers"] == 0
+    _, plan = prepare(write_recipe(), "training.dataloader_workers=3")
+    assert trainer_settings(plan.trainer, output_dir=str(tmp_path), cuda=False).args["dataloader_num_workers"] == 3

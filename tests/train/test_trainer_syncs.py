@@ -33,8 +33,28 @@ def test_pending_metrics_log_what_trls_own_path_logs(tmp_path: Path, tiny_llama_
 
     monkeypatch.setattr(forge.train.run, "load_data", fake_bundle)
     overrides = [f"training.speed.padding_free={padding_free}"]
+    counted = []
+    flop_parameters = forge.train.trainer._flop_parameters
+    monkeypatch.setattr(forge.train.trainer, "_flop_parameters",
+                        lambda model: counted.append(1) or flop_parameters(model))
     ours, ours_lines = _run(tmp_path, "pending", genomics_examples, tiny_llama_dir, overrides)
-    # TRL's and transformers' own paths: every metric read back at every micro-batch
+    assert len(counted) == 1  # the parameters counted once for the FLOPs, not at each of the 8 micro-batches
+    # TRL's and transformers' own paths: every metric read back at every micro-batch, the parameters counted for
+    # the FLOPs at each, the gradients clipped over model.parameters()
+    from transformers import Trainer
+
+    ours_class = forge.train.trainer._sft_trainer_class
+
+    def transformers_host_paths():
+        class Theirs(ours_class()):
+            def floating_point_ops(self, inputs):
+                return Trainer.floating_point_ops(self, inputs)
+
+            def _clip_grad_norm(self, model):
+                return Trainer._clip_grad_norm(self, model)
+        return Theirs
+
+    monkeypatch.setattr(forge.train.trainer, "_sft_trainer_class", transformers_host_paths)
     monkeypatch.setattr(forge.train.trainer, "_plain_nll", lambda trainer: False)
     monkeypatch.setattr(forge.train.trainer, "_input_tokens", lambda trainer, inputs: None)
     theirs, their_lines = _run(tmp_path, "trl", genomics_examples, tiny_llama_dir, overrides)
@@ -57,12 +77,27 @@ def test_pending_metrics_log_what_trls_own_path_logs(tmp_path: Path, tiny_llama_
         for key in ("eval_loss", "eval_entropy", "eval_mean_token_accuracy"):
             assert mine[key] == pytest.approx(trl[key], rel=1e-5), (key, mine[key], trl[key])
 
-    def tokens_at(summary: dict, step: int) -> int:
+    def state_at(summary: dict, step: int) -> dict:
         state = Path(summary["run_dir"]) / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
-        return json.loads(state.read_text())["num_input_tokens_seen"]
+        return json.loads(state.read_text())
 
-    # a checkpoint's trainer state holds the tokens seen up to it, as with the trainer's own count
-    assert tokens_at(ours, 2) == tokens_at(theirs, 2) > 0
+    # a checkpoint's trainer state holds the tokens seen up to it, as with the trainer's own count, and the FLOPs
+    assert state_at(ours, 2)["num_input_tokens_seen"] == state_at(theirs, 2)["num_input_tokens_seen"] > 0
+    assert state_at(ours, 4)["total_flos"] == state_at(theirs, 4)["total_flos"] > 0
+
+
+def test_batches_from_worker_processes_train_like_batches_made_in_the_main_process(
+        tmp_path: Path, tiny_llama_dir: Path, genomics_examples: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import forge.train.run
+    from harness import fake_bundle
+
+    monkeypatch.setattr(forge.train.run, "load_data", fake_bundle)
+    main, main_lines = _run(tmp_path, "main", genomics_examples, tiny_llama_dir, ["training.dataloader_workers=0"])
+    workers, worker_lines = _run(tmp_path, "workers", genomics_examples, tiny_llama_dir,
+                                 ["training.dataloader_workers=2"])
+    losses = [[r["loss"] for r in lines if r.get("kind") == "train"] for lines in (main_lines, worker_lines)]
+    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-5)  # the same batches, in order
+    assert main["tokens_seen"] == workers["tokens_seen"] > 0
 
 
 def test_the_guard_checks_the_trainers_norm_instead_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
