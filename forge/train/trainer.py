@@ -148,9 +148,8 @@ def _sft_trainer_class() -> Any:
         def floating_point_ops(self, inputs: dict[str, Any]) -> int:
             # transformers counts the model's parameters at every micro-batch (a walk over every module: ~4 ms
             # on a 7B PEFT model); the count does not change while training
-            key = id(self.model)
-            if getattr(self, "_forge_flop_params", (None, 0))[0] != key:
-                self._forge_flop_params = (key, _flop_parameters(self.model))
+            if getattr(self, "_forge_flop_params", (None, 0))[0] is not self.model:
+                self._forge_flop_params = (self.model, _flop_parameters(self.model))
             ids = inputs.get(getattr(self.model, "main_input_name", "input_ids"))
             if ids is None or not hasattr(ids, "numel") or not self._forge_flop_params[1]:
                 return super().floating_point_ops(inputs)

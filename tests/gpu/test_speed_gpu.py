@@ -142,11 +142,11 @@ def test_varlen_attention_equals_attention_per_example(lengths: list[int]) -> No
         assert (g.double() - r).norm() / r.norm() < 2e-2
 
 
-def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
+def lora_4bit(setup: dict[str, Any]) -> Any:
+    """The small model of these tests in NF4 with LoRA r16 on every linear layer (B not zero, so that the
+    adapters change the output)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from forge.train.speed import fuse_lora
 
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)
@@ -157,6 +157,13 @@ def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0.0, 0.02)
+    return model
+
+
+def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
+    from forge.train.speed import fuse_lora
+
+    model = lora_4bit(setup)
     ids = torch.randint(10, model.config.vocab_size, (4, 256), device="cuda")
 
     def step() -> tuple[float, list[torch.Tensor]]:
@@ -178,22 +185,11 @@ def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
 def test_compiled_fused_4bit_layers_get_the_eager_gradients(setup: dict[str, Any], where: str) -> None:
     """Regional compile of fused 4-bit LoRA layers: inside the checkpoint (Forge's path under gradient
     checkpointing) and the whole layer (without checkpointing) give the eager loss and LoRA gradients."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
     from forge.train import offload
     from forge.train.speed import compile_regions, fuse_lora
 
     torch._dynamo.reset()
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(setup["model"], quantization_config=quant, dtype=torch.bfloat16,
-                                                 device_map={"": 0})
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.02)
+    model = lora_4bit(setup)
     fuse_lora(model)
     if where == "checkpoint":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
