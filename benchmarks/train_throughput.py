@@ -372,8 +372,24 @@ def _patch(name: str) -> None:
             return result
 
         trainer.trainer_settings = blocking
+    elif name == "host-walks":  # transformers' FLOP count and clipping, each a walk over every module per step
+        import forge.train.trainer as trainer
+        from transformers import Trainer
+
+        ours = trainer._sft_trainer_class
+
+        def walking():
+            class Walking(ours()):
+                def floating_point_ops(self, inputs):
+                    return Trainer.floating_point_ops(self, inputs)
+
+                def _clip_grad_norm(self, model):
+                    return Trainer._clip_grad_norm(self, model)
+            return Walking
+
+        trainer._sft_trainer_class = walking
     else:
-        raise SystemExit(f"unknown patch {name!r} (trl-metrics, guard-norm, blocking-copies)")
+        raise SystemExit(f"unknown patch {name!r} (trl-metrics, guard-norm, blocking-copies, host-walks)")
 
 
 def _forge_patched(patches: str, argv: list[str]) -> int:
@@ -489,7 +505,7 @@ def main() -> int:
     parser.add_argument("--unsloth-site", type=Path, help="folder holding unsloth and the versions it needs")
     parser.add_argument("--variant", action="append", default=[],
                         help="extra forge rows, NAME:KEY=VALUE,KEY=VALUE (recipe overrides); an item @PATCH runs an "
-                             "earlier version of a part instead (trl-metrics, guard-norm, blocking-copies)")
+                             "earlier version of a part instead (trl-metrics, guard-norm, blocking-copies, host-walks)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--real", action="store_true",
                         help="also the second table: recipes/genomics_qlora.yaml on the demo corpus, padded, "
