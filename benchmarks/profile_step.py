@@ -4,7 +4,7 @@ profiler callback) and of Unsloth (when --unsloth-site is given), on the 7B-shap
 benchmarks/train_throughput.py, printed as the top kernels by GPU time. With --compile, also the graph breaks
 of Forge's regional compile. With --host, where the host's time goes instead: a step's time without a
 profiler, the share of a profiled step the GPU was busy, and the host syncs (with the Python frames asking for
-them) and CPU operators of a step profiled with stacks.
+them) and CPU operators of a step profiled with stacks, and a step under cProfile (Python functions by own time).
 
     python benchmarks/profile_step.py [--work /tmp/forge-throughput] [--shape 2048x8] [--unsloth-site DIR]
         [--compile] [--host] [--stacks forge,unsloth] [--set KEY=VALUE ...]
@@ -241,7 +241,8 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also profile training.speed.compile=regional")
     parser.add_argument("--set", action="append", default=[], help="recipe override for the forge step")
     parser.add_argument("--host", action="store_true",
-                        help="report host time instead of kernels: GPU busy share, host syncs, CPU operators")
+                        help="report host time instead of kernels: GPU busy share, host syncs, CPU operators, "
+                             "Python functions (cProfile)")
     parser.add_argument("--stacks", default="forge,unsloth")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

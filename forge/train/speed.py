@@ -274,9 +274,9 @@ def _base_weight(layer: Any) -> Any:
 
 def _weight_inputs(weight: Any) -> tuple[Any, ...]:
     """The base weight as the fused Function's inputs: a dense weight as it is; a 4-bit one as its packed data,
-    its quantization state's tensors and its layout. Every tensor the dequantization reads is an input: read from
-    the quantization state inside the Function, torch.compile traced the Function without its backward (the
-    LoRA weights got no gradient; H100)."""
+    its quantization state's tensors and its layout, so that every tensor the dequantization reads is an input
+    saved for the backward pass rather than an attribute the Function reaches into (the form the GPU tests check
+    under torch.compile; the zero gradients once seen there came from the in-place update, see the forward)."""
     if type(weight).__name__ != "Params4bit":
         return weight, None, None, None, None, None
     state = weight.quant_state

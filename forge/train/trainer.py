@@ -103,7 +103,7 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
 
 
 def _sft_trainer_class() -> Any:
-    """SFTTrainer with three changes:
+    """SFTTrainer with these changes:
 
     - a user loss (compute_loss_func) is computed from one forward pass, as transformers' Trainer does. TRL's own
       path for it runs the model a second time for its entropy and accuracy metrics, and TRL deprecates passing
@@ -113,7 +113,9 @@ def _sft_trainer_class() -> Any:
       work queued so far (after the forward pass, after the backward pass), so the host cannot queue the next
       work while the GPU runs. Here they are read once per logging step, and before a checkpoint is saved;
     - the gradient norm the trainer computes for clipping is kept (`forge_grad_norm`), for the non-finite guard to
-      check instead of computing its own."""
+      check instead of computing its own;
+    - the FLOP estimate's parameter count is taken once, and one process or DDP clips over the trainable
+      parameters listed once: transformers walks every module of the model for each, at every step."""
     from transformers import Trainer
     from trl import SFTTrainer
 
@@ -126,6 +128,8 @@ def _sft_trainer_class() -> Any:
             self._forge_train_tokens: list[Any] = []
             self._forge_tokens: list[Any] = []
             self.forge_grad_norm: Any = None
+            self._forge_flop_params: tuple[Any, int] = (None, 0)  # (the model counted, its parameter count)
+            self._forge_trainable: tuple[Any, list[Any]] = (None, [])  # (the model, its trainable parameters)
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
@@ -148,7 +152,7 @@ def _sft_trainer_class() -> Any:
         def floating_point_ops(self, inputs: dict[str, Any]) -> int:
             # transformers counts the model's parameters at every micro-batch (a walk over every module: ~4 ms
             # on a 7B PEFT model); the count does not change while training
-            if getattr(self, "_forge_flop_params", (None, 0))[0] is not self.model:
+            if self._forge_flop_params[0] is not self.model:
                 self._forge_flop_params = (self.model, _flop_parameters(self.model))
             ids = inputs.get(getattr(self.model, "main_input_name", "input_ids"))
             if ids is None or not hasattr(ids, "numel") or not self._forge_flop_params[1]:
@@ -163,7 +167,7 @@ def _sft_trainer_class() -> Any:
             if self.accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU) or \
                     self._has_mixed_mesh_grads(model):
                 return super()._clip_grad_norm(model)
-            if getattr(self, "_forge_trainable", (None, []))[0] is not model:
+            if self._forge_trainable[0] is not model:
                 self._forge_trainable = (model, [p for p in model.parameters() if p.requires_grad])
             return self.accelerator.clip_grad_norm_(self._forge_trainable[1], self.args.max_grad_norm)
 
