@@ -3,8 +3,9 @@
 Unsloth (when its wheels are given), on the same random-init Llama-2-7B-shaped model, data and seed.
 
 Every stack trains the same model (NF4 with double quantization, bf16 compute, LoRA r16 alpha 32 on all
-linear layers, dropout 0, gradient checkpointing, AdamW lr 2e-4 constant, clip 1.0) on the same token ids, at
-seq 2048 (batch 1, 4, 8) and seq 8192 (batch 1):
+linear layers, dropout 0, gradient checkpointing, AdamW lr 2e-4 constant, clip 1.0; forge with its default
+optimizer, torch's AdamW as in the loops) on the same token ids, at seq 2048 (batch 1, 4, 8) and seq 8192
+(batch 1):
 
   plain    from_pretrained(4-bit) + prepare_model_for_kbit_training + get_peft_model, a torch loop under
            bf16 autocast with AdamW: the path a naive script (and a naive `forge run`) takes
@@ -13,12 +14,16 @@ seq 2048 (batch 1, 4, 8) and seq 8192 (batch 1):
   unsloth  FastLanguageModel 4-bit + get_peft_model(use_gradient_checkpointing="unsloth"), the same torch loop
 
 Each row: steady-state tokens/s (median step time after warm-up steps), peak GPU memory (max allocated; the
-allocator's reserved peak too), and the first losses, compared with the plain loop's. The plain and Unsloth
-workers load the model once and start every shape from the same initial adapters with a new optimizer.
-`--render ROWS.json` prints the table of an earlier run again.
+allocator's reserved peak too), and the first losses, compared with the plain loop's. With `--window W` the
+measured steps are timed W at a time, every stack alike: the plain and Unsloth loops wait for the GPU only at
+each window's ends (their losses are read after it), and forge logs every W steps (and every warm-up step, for
+the losses), so no stack reads a value back from the GPU at every step; W 1 times every step on its own. The
+plain and Unsloth workers load the model once and start every shape from the same initial adapters with a new
+optimizer. `--render ROWS.json` prints the table of an earlier run again.
 
     python benchmarks/train_throughput.py [--out DIR] [--shapes 2048x1,2048x4,2048x8,8192x1] [--steps 4]
-        [--warmup 2] [--stacks plain,forge,unsloth] [--unsloth-site DIR] [--variant NAME:KEY=VALUE,...]
+        [--warmup 2] [--window 1] [--stacks plain,forge,unsloth] [--unsloth-site DIR]
+        [--variant NAME:KEY=VALUE,...]
 
 The model (13.5 GB in bf16, 3.9 GB as NF4) is built once under --work (default /tmp/forge-throughput); nothing
 is downloaded. A second table (--real) trains on papers of the demo corpus's length distribution, where
@@ -53,14 +58,14 @@ data:
   split: {{validation: 0.0, test: 0.0}}
 model: {{name_or_path: {model}}}
 lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear}}
-optimizer: {{name: adamw_torch, lr: 2.0e-4, scheduler: constant, warmup_ratio: 0.0, max_grad_norm: 1.0}}
+optimizer: {{lr: 2.0e-4, scheduler: constant, warmup_ratio: 0.0, max_grad_norm: 1.0}}
 training:
   max_steps: {steps}
   micro_batch_size: {batch}
   gradient_accumulation_steps: 1
   max_seq_length: {seq}
   gradient_checkpointing: true
-  logging_steps: 1
+  logging_steps: {window}
   save_steps: 100000
   early_stopping: {{enabled: false}}
 tracking: {{enabled: false}}
@@ -171,10 +176,10 @@ def write_corpus(work: Path, batch: int, seq: int) -> Path:
     return path
 
 
-def write_recipe(work: Path, model: Path, corpus: Path, seq: int, batch: int, steps: int) -> Path:
+def write_recipe(work: Path, model: Path, corpus: Path, seq: int, batch: int, steps: int, window: int = 1) -> Path:
     path = work / f"recipe-{batch}x{seq}.yaml"
     path.write_text(RECIPE.format(repo=REPO, runs=work / "runs", seed=SEED, corpus=corpus, model=model, steps=steps,
-                                  batch=batch, seq=seq))
+                                  batch=batch, seq=seq, window=window))
     return path
 
 
@@ -204,8 +209,8 @@ def token_batches(work: Path, recipes: dict[tuple[int, int], Path], model: Path)
 
 
 # ------------------------------------------------------------------------------------- plain and unsloth
-def train_step(model, ids, params, optimizer) -> float:
-    """One step of the plain and Unsloth loops: bf16 autocast, clip 1.0, AdamW; the loss (a host sync)."""
+def train_step(model, ids, params, optimizer):
+    """One step of the plain and Unsloth loops: bf16 autocast, clip 1.0, AdamW; the loss, on the GPU."""
     import torch
 
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -214,7 +219,7 @@ def train_step(model, ids, params, optimizer) -> float:
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+    return loss.detach()
 
 
 def unsloth_model(model_dir: str, longest: int):
@@ -233,9 +238,11 @@ def unsloth_model(model_dir: str, longest: int):
 
 
 def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[int, int]], steps: int,
-                warmup: int, name: str, out: Path) -> None:
+                warmup: int, name: str, out: Path, window: int = 1) -> None:
     """The same loop for the plain and the Unsloth model: AdamW, clip 1.0, bf16 autocast; one record per shape.
-    Every shape starts from the adapters as they were initialised and a new optimizer, as a `forge run` does."""
+    Every shape starts from the adapters as they were initialised and a new optimizer, as a `forge run` does.
+    Warm-up steps are timed one by one; measured steps `window` at a time, the GPU waited for only at each
+    window's ends."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -251,11 +258,13 @@ def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[i
         torch.cuda.reset_peak_memory_stats()
         times, losses, error = [], [], None
         try:
-            for _ in range(warmup + steps):
+            for size in [1] * warmup + [window] * (steps // window):
                 torch.cuda.synchronize()
                 start = time.perf_counter()
-                losses.append(train_step(model, ids, params, optimizer))
-                times.append(time.perf_counter() - start)
+                kept = [train_step(model, ids, params, optimizer) for _ in range(size)]
+                torch.cuda.synchronize()
+                times.append((time.perf_counter() - start) / size)
+                losses += [loss.item() for loss in kept]
         except torch.OutOfMemoryError as e:
             error = f"out of memory: {str(e).splitlines()[0][:120]}"
             optimizer.zero_grad(set_to_none=True)
@@ -269,7 +278,7 @@ def _train_loop(model, batches: dict[str, list[list[int]]], shapes: list[tuple[i
     out.write_text(json.dumps(results))
 
 
-def _plain(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str,
+def _plain(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str, window: int = 1,
            bf16_adapters: bool = False) -> None:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -290,20 +299,21 @@ def _plain(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, o
                 param.data = param.data.to(torch.bfloat16)
     model.train()
     _train_loop(model, json.loads(Path(batches).read_text()), parse_shapes(shapes), steps, warmup,
-                "plain-bf16" if bf16_adapters else "plain", Path(out))
+                "plain-bf16" if bf16_adapters else "plain", Path(out), window)
 
 
-def _unsloth(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str) -> None:
+def _unsloth(model_dir: str, batches: str, shapes: str, steps: int, warmup: int, out: str, window: int = 1) -> None:
     model = unsloth_model(model_dir, max(seq for seq, _ in parse_shapes(shapes)))
     _train_loop(model, json.loads(Path(batches).read_text()), parse_shapes(shapes), steps, warmup, "unsloth",
-                Path(out))
+                Path(out), window)
 
 
 def run_worker(kind: str, model: Path, batches: Path, shapes: str, steps: int, warmup: int, work: Path, log,
-               env: dict[str, str], timeout: float) -> list[dict]:
+               env: dict[str, str], timeout: float, window: int = 1) -> list[dict]:
     out = work / f"{kind}.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, f"_{kind}", str(model), str(batches), shapes, str(steps), str(warmup), str(out)]
+    cmd = [sys.executable, __file__, f"_{kind}", str(model), str(batches), shapes, str(steps), str(warmup), str(out),
+           str(window)]
     try:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -316,12 +326,13 @@ def run_worker(kind: str, model: Path, batches: Path, shapes: str, steps: int, w
 
 # ----------------------------------------------------------------------------------------------- forge
 def run_forge(recipe: Path, name: str, overrides: list[str], work: Path, warmup: int, log, env: dict[str, str],
-              seq: int, batch: int, timeout: float) -> dict:
+              seq: int, batch: int, timeout: float, window: int = 1) -> dict:
     run_dir = work / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)
     patches = [o[1:] for o in overrides if o.startswith("@")]
     overrides = [o for o in overrides if not o.startswith("@")]
-    start = [sys.executable, __file__, "_forge_patched", ",".join(patches)] if patches else \
+    tools = [f"log-first:{warmup}"] if window > 1 else []  # per-step losses of the warm-up, for the loss columns
+    start = [sys.executable, __file__, "_forge_patched", ",".join(tools + patches)] if patches or tools else \
         [sys.executable, "-m", "forge"]
     cmd = [*start, "run", str(recipe), f"run.name={name}", *overrides]
     started = time.time()
@@ -338,7 +349,7 @@ def run_forge(recipe: Path, name: str, overrides: list[str], work: Path, warmup:
         return {**row, "error": f"exit {code}, no summary; see the log"}
     train = [r for r in lines if r.get("kind") == "train" and "loss" in r]
     # each logged rate covers the steps since the previous log: those starting after the warm-up count (every
-    # step with logging_steps 1; a variant may log less often, as a recipe does by default)
+    # step with --window 1, else windows of that many steps)
     rates = [r["tokens_per_second"] for before, r in zip(train, train[1:])
              if before["step"] >= warmup and r.get("tokens_per_second")]
     row.update(losses=[r["loss"] for r in train], speed=summary.get("speed"),
@@ -352,7 +363,18 @@ def run_forge(recipe: Path, name: str, overrides: list[str], work: Path, warmup:
 # Earlier versions of Forge's own code, for rows that measure what a change bought (`--variant NAME:@PATCH`)
 def _patch(name: str) -> None:
     sys.path.insert(0, str(REPO))
-    if name == "trl-metrics":  # TRL's and transformers' per-step metrics, read back at every micro-batch
+    if name.startswith("log-first:"):  # not an earlier version: the first N steps logged one by one
+        from transformers.trainer_callback import DefaultFlowCallback
+
+        first, flow = int(name.split(":")[1]), DefaultFlowCallback.on_step_end
+
+        def on_step_end(self, args, state, control, **kwargs):
+            control = flow(self, args, state, control, **kwargs)
+            control.should_log = control.should_log or state.global_step <= first
+            return control
+
+        DefaultFlowCallback.on_step_end = on_step_end
+    elif name == "trl-metrics":  # TRL's and transformers' per-step metrics, read back at every micro-batch
         import forge.train.trainer as trainer
 
         trainer._plain_nll = lambda t: False
@@ -409,7 +431,7 @@ def real_data_rows(model: Path, args, log, env: dict[str, str]) -> list[dict]:
     tokens), on the 7B-shaped model, micro-batch 8: padded rows, padding-free rows, packed rows."""
     common = [f"model.name_or_path={model}", f"run.output_dir={args.work / 'runs'}", "data.split.validation=0.0",
               "data.split.test=0.0", "training.early_stopping.enabled=false", "evaluation.enabled=false",
-              "tracking.enabled=false", "lora.dropout=0.0", "optimizer.name=adamw_torch",
+              "tracking.enabled=false", "lora.dropout=0.0",
               "training.micro_batch_size=8", "training.gradient_accumulation_steps=1",
               f"training.max_steps={args.warmup + args.steps}", "training.logging_steps=1",
               "training.save_steps=100000"]
@@ -452,13 +474,14 @@ def loss_gap(a: list[float] | None, b: list[float] | None, n: int) -> str:
 
 
 def table(rows: list[dict], steps: int, device: str, fresh: tuple[int, int] | None = None,
-          date: str | None = None) -> str:
+          date: str | None = None, window: int = 1) -> str:
     """The Markdown table. Loss gaps only for `fresh` (the first shape run): the plain and Unsloth workers
     train one model through every shape, so only their first shape starts from the same adapters as forge."""
     by = {(r["stack"], r["seq"], r["batch"]): r for r in rows}
     lines = [f"QLoRA training throughput, {device}, {date or dt.date.today().isoformat()} "
              f"(random-init Llama-2-7B shape, NF4 + double quant, LoRA r16 all-linear, dropout 0, gradient "
-             f"checkpointing; median step of {steps} after warm-up)", "",
+             f"checkpointing; median step of {steps} after warm-up"
+             f"{f', timed in windows of {window} steps' if window > 1 else ''})", "",
              "| stack | seq x batch | tokens/s | peak GiB (allocated / reserved) | vs plain | vs unsloth | "
              "losses (first 3 steps) | max rel. loss gap, 3 steps: vs plain | vs plain-bf16 |",
              "|---|---|---:|---|---:|---:|---|---:|---:|"]
@@ -501,6 +524,9 @@ def main() -> int:
     parser.add_argument("--shapes", default=SHAPES)
     parser.add_argument("--steps", type=int, default=4, help="measured steps per row, after the warm-up")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--window", type=int, default=1,
+                        help="measured steps timed together (steps must be a multiple): no stack reads a value back "
+                             "at each step; forge logs every WINDOW steps")
     parser.add_argument("--stacks", default="plain,plain-bf16,forge,unsloth")
     parser.add_argument("--unsloth-site", type=Path, help="folder holding unsloth and the versions it needs")
     parser.add_argument("--variant", action="append", default=[],
@@ -512,6 +538,8 @@ def main() -> int:
                              "padding-free and packed, counting real tokens only")
     parser.add_argument("--main", default="yes", choices=["yes", "no"], help="run the main table")
     args = parser.parse_args()
+    if args.window < 1 or args.steps % args.window:
+        parser.error(f"--steps {args.steps} is not a multiple of --window {args.window}")
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     stacks = args.stacks.split(",")
@@ -526,32 +554,34 @@ def main() -> int:
         real = real_data_rows(model, args, log, env) if args.real else []
         if args.main == "no":
             shapes, stacks = [], []
-        recipes = {(seq, batch): write_recipe(args.work, model, write_corpus(args.work, batch, seq), seq, batch, total)
+        recipes = {(seq, batch): write_recipe(args.work, model, write_corpus(args.work, batch, seq), seq, batch, total,
+                                              args.window)
                    for seq, batch in shapes}
         batches = token_batches(args.work, recipes, model)
         for kind in ("plain", "plain-bf16"):
             if kind in stacks:
                 rows += run_worker(kind, model, batches, args.shapes, args.steps, args.warmup, args.work, log, env,
-                                   args.timeout)
-        variants = [("forge", [])] + [(v.split(":", 1)[0], v.split(":", 1)[1].split(",")) for v in args.variant]
+                                   args.timeout, args.window)
+        variants = [("forge", [])] + [(v.split(":", 1)[0], [o for o in v.split(":", 1)[1].split(",") if o])
+                                      for v in args.variant]
         if "forge" in stacks:
             for seq, batch in shapes:
                 for name, overrides in variants:
                     rows.append(run_forge(recipes[(seq, batch)], name, overrides, args.work, args.warmup, log, env,
-                                          seq, batch, args.timeout))
+                                          seq, batch, args.timeout, args.window))
                     print(json.dumps(rows[-1])[:400], flush=True)
         if "unsloth" in stacks:
             if args.unsloth_site and args.unsloth_site.is_dir():
                 uenv = {**env, "PYTHONPATH": str(args.unsloth_site), "UNSLOTH_DISABLE_STATISTICS": "1"}
                 rows += run_worker("unsloth", model, batches, args.shapes, args.steps, args.warmup, args.work, log,
-                                   uenv, args.timeout)
+                                   uenv, args.timeout, args.window)
             else:
                 rows += [{"stack": "unsloth", "seq": s, "batch": b,
                           "error": "skipped: no --unsloth-site with the unsloth package"} for s, b in shapes]
     order = {name: i for i, name in enumerate(["plain", "plain-bf16", "forge", *[v[0] for v in variants[1:]],
                                                "unsloth"])}
     rows.sort(key=lambda r: (r["seq"], r["batch"], order.get(r["stack"], 99)))
-    text = table(rows, args.steps, device_name()) if rows else ""
+    text = table(rows, args.steps, device_name(), window=args.window) if rows else ""
     if real:
         text += "\n\n" + real_table(real, args.steps, device_name())
     (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
@@ -588,7 +618,7 @@ if __name__ == "__main__":
         _build_bf16(Path(sys.argv[2]), int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] in ("_plain", "_plain-bf16", "_unsloth"):
         kind, rest = sys.argv[1], sys.argv[2:]
-        args = (rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]), rest[5])
+        args = (rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]), rest[5], int(rest[6]) if len(rest) > 6 else 1)
         if kind == "_unsloth":
             _unsloth(*args)
         else:
