@@ -3,9 +3,9 @@
 Unsloth (when its wheels are given), on the same random-init Llama-2-7B-shaped model, data and seed.
 
 Every stack trains the same model (NF4 with double quantization, bf16 compute, LoRA r16 alpha 32 on all
-linear layers, dropout 0, gradient checkpointing, AdamW lr 2e-4 constant, clip 1.0; forge with its default
-optimizer, torch's AdamW as in the loops) on the same token ids, at seq 2048 (batch 1, 4, 8) and seq 8192
-(batch 1):
+linear layers, dropout 0, gradient checkpointing, torch's AdamW lr 2e-4 constant, clip 1.0; the forge recipe
+names it, in place of the QLoRA base's paged 8-bit AdamW) on the same token ids, at seq 2048 (batch 1, 4, 8) and
+seq 8192 (batch 1):
 
   plain    from_pretrained(4-bit) + prepare_model_for_kbit_training + get_peft_model, a torch loop under
            bf16 autocast with AdamW: the path a naive script (and a naive `forge run`) takes
@@ -58,7 +58,7 @@ data:
   split: {{validation: 0.0, test: 0.0}}
 model: {{name_or_path: {model}}}
 lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear}}
-optimizer: {{lr: 2.0e-4, scheduler: constant, warmup_ratio: 0.0, max_grad_norm: 1.0}}
+optimizer: {{name: adamw_torch, lr: 2.0e-4, scheduler: constant, warmup_ratio: 0.0, max_grad_norm: 1.0}}
 training:
   max_steps: {steps}
   micro_batch_size: {batch}
@@ -431,7 +431,7 @@ def real_data_rows(model: Path, args, log, env: dict[str, str]) -> list[dict]:
     tokens), on the 7B-shaped model, micro-batch 8: padded rows, padding-free rows, packed rows."""
     common = [f"model.name_or_path={model}", f"run.output_dir={args.work / 'runs'}", "data.split.validation=0.0",
               "data.split.test=0.0", "training.early_stopping.enabled=false", "evaluation.enabled=false",
-              "tracking.enabled=false", "lora.dropout=0.0",
+              "tracking.enabled=false", "lora.dropout=0.0", "optimizer.name=adamw_torch",
               "training.micro_batch_size=8", "training.gradient_accumulation_steps=1",
               f"training.max_steps={args.warmup + args.steps}", "training.logging_steps=1",
               "training.save_steps=100000"]
