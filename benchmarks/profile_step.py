@@ -204,7 +204,9 @@ def profile_forge(recipe: Path, overrides: list[str], compile_counters: bool, ho
 
     steps = first + len(windows.plans) + 1
     resolved = resolve(recipe, ["run.name=profile", f"training.max_steps={steps}", *overrides])
-    summary = run_recipe(resolved, compile_plan(resolved.recipe), progress=False, callbacks=[Profile()])
+    # a fresh run each time: an earlier profile of the same recipe left its final checkpoint to resume from
+    summary = run_recipe(resolved, compile_plan(resolved.recipe), resume="never", progress=False,
+                         callbacks=[Profile()])
     print("forge:", summary["status"], summary.get("speed"), summary.get("error"), flush=True)
     if compile_counters:
         from torch._dynamo.utils import counters
