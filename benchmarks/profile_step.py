@@ -251,7 +251,7 @@ def main() -> int:
     (seq, batch), = tt.parse_shapes(args.shape)
     with open(args.work / "profile-log.txt", "a") as log:
         model = tt.build_model(args.work, log)
-    recipe = tt.write_recipe(args.work, model, tt.write_corpus(args.work, batch, seq), seq, batch, 5)
+    recipe = tt.write_recipe(args.work, model, tt.write_corpus(args.work, batch, seq, 16), seq, batch, 5)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     mode = "host" if args.host else ""
     runs = [["_forge", str(recipe), json.dumps(args.set), mode]] if "forge" in args.stacks else []

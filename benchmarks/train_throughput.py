@@ -61,6 +61,7 @@ lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear}}
 optimizer: {{name: adamw_torch, lr: 2.0e-4, scheduler: constant, warmup_ratio: 0.0, max_grad_norm: 1.0}}
 training:
   max_steps: {steps}
+  shuffle: false
   micro_batch_size: {batch}
   gradient_accumulation_steps: 1
   max_seq_length: {seq}
@@ -152,10 +153,12 @@ def _build(work: Path) -> None:
     print(f"quantized to NF4 and saved in {time.time() - started:.0f}s", flush=True)
 
 
-def write_corpus(work: Path, batch: int, seq: int) -> Path:
-    """`batch` papers, each longer than `seq` tokens, made of demo-corpus papers: a micro-batch of `batch`
-    holds every paper once, so every stack sees the same tokens at every step, whatever its sampling order."""
-    path = work / f"corpus-{batch}x{seq}.json"
+def write_corpus(work: Path, batch: int, seq: int, copies: int) -> Path:
+    """`batch` papers, each longer than `seq` tokens, made of demo-corpus papers, the set repeated `copies` times
+    (ids differ): the recipe trains them in order (`shuffle: false`), so each micro-batch holds the same papers in
+    the same order and every stack sees the same tokens at every step; one epoch lasts `copies` steps, as a
+    run's epochs last many steps (a new epoch waits for its first batch)."""
+    path = work / f"corpus-{batch}x{seq}x{copies}.json"
     if path.is_file():
         return path
     demo = json.loads((REPO / "examples/data/high_quality_papers_demo.json").read_text())["papers"]
@@ -170,8 +173,9 @@ def write_corpus(work: Path, batch: int, seq: int) -> Path:
                 size += len(s["text"])
             j += 1
         first = demo[(i * 37) % len(demo)]
-        papers.append({"id": f"throughput-{i}", "title": first["title"], "abstract": first["abstract"],
-                       "sections": sections, "quality_score": 1.0})
+        papers.append({"title": first["title"], "abstract": first["abstract"], "sections": sections,
+                       "quality_score": 1.0})
+    papers = [{"id": f"throughput-{k}-{i}", **paper} for k in range(copies) for i, paper in enumerate(papers)]
     path.write_text(json.dumps({"papers": papers}))
     return path
 
@@ -198,10 +202,12 @@ def token_batches(work: Path, recipes: dict[tuple[int, int], Path], model: Path)
         resolved = resolve(recipe_path)
         bundle = build_datasets(resolved.recipe, tokenizer=tokenizer, progress=False)
         texts = list(bundle.train["text"])
-        ids = [tokenizer(t)["input_ids"][:seq] for t in texts]
+        if len(texts) % batch or any(t != texts[k % batch] for k, t in enumerate(texts)):
+            raise SystemExit(f"corpus for {batch}x{seq}: {len(texts)} papers, not one set of {batch} repeated")
+        ids = [tokenizer(t)["input_ids"][:seq] for t in texts[:batch]]
         short = [len(x) for x in ids if len(x) < seq]
-        if len(ids) != batch or short:
-            raise SystemExit(f"corpus for {batch}x{seq}: {len(ids)} papers, lengths {short} under {seq}")
+        if short:
+            raise SystemExit(f"corpus for {batch}x{seq}: lengths {short} under {seq}")
         out[f"{seq}x{batch}"] = ids
     path = work / "batches.json"
     path.write_text(json.dumps(out))
@@ -410,8 +416,31 @@ def _patch(name: str) -> None:
             return Walking
 
         trainer._sft_trainer_class = walking
+    elif name == "offload-all":  # every layer input sent to CPU memory right after its layer, the last one too
+        from forge.train.offload import Stash
+
+        keep = Stash.put
+
+        def put(self, tensor):
+            saved = keep(self, tensor)
+            if self.offload:
+                self._send(saved)
+                self.newest = None
+            return saved
+
+        Stash.put = put
+    elif name == "no-syncs":  # not a version: what a step without the host's reads could reach (measurement only)
+        import transformers.masking_utils as masking
+        import trl.trainer.utils as trl_utils
+
+        import forge.train.callbacks as callbacks
+
+        callbacks.NonFiniteGuard.on_pre_optimizer_step = lambda self, *args, **kwargs: None  # no gradient check
+        trl_utils._use_triton = lambda device: False  # TRL scores every position: no boolean-mask selection
+        masking.find_packed_sequence_indices = lambda position_ids: None  # right for rows of equal length only
     else:
-        raise SystemExit(f"unknown patch {name!r} (trl-metrics, guard-norm, blocking-copies, host-walks)")
+        raise SystemExit(f"unknown patch {name!r} (trl-metrics, guard-norm, blocking-copies, host-walks, "
+                         "offload-all, no-syncs)")
 
 
 def _forge_patched(patches: str, argv: list[str]) -> int:
@@ -554,7 +583,7 @@ def main() -> int:
         real = real_data_rows(model, args, log, env) if args.real else []
         if args.main == "no":
             shapes, stacks = [], []
-        recipes = {(seq, batch): write_recipe(args.work, model, write_corpus(args.work, batch, seq), seq, batch, total,
+        recipes = {(seq, batch): write_recipe(args.work, model, write_corpus(args.work, batch, seq, total + 1), seq, batch, total,
                                               args.window)
                    for seq, batch in shapes}
         batches = token_batches(args.work, recipes, model)

@@ -87,6 +87,7 @@ def _trainer(recipe: Recipe, run_dir: str, notes: list[str]) -> dict[str, Any]:
         "data_seed": recipe.run.seed,
         "num_train_epochs": t.epochs,
         "max_steps": t.max_steps if t.max_steps is not None else -1,
+        "train_sampling_strategy": "random" if t.shuffle else "sequential",
         "per_device_train_batch_size": 1 if micro == "auto" else micro,
         "per_device_eval_batch_size": 1 if micro == "auto" else micro,
         "gradient_accumulation_steps": t.gradient_accumulation_steps,

@@ -188,6 +188,8 @@ class SpeedSection(Section):
 class TrainingSection(Section):
     epochs: float = Field(1.0, gt=0, le=1000, description="Passes over the training set (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides epochs.")
+    shuffle: bool = Field(True, description="Draw the training examples in a new seeded random order each epoch; "
+                          "false trains them in the data's order (sources in order, papers as read).")
     micro_batch_size: int | Literal["auto"] = Field(
         4, description="Examples per device per forward pass; auto: the largest that fits, same effective batch.")
     gradient_accumulation_steps: int = Field(1, ge=1, le=4096, description="Micro-batches per optimizer step.")

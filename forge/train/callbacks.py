@@ -85,11 +85,17 @@ class CheckpointMarker(TrainerCallback):
 
 
 class NonFiniteGuard(TrainerCallback):
-    """Stops training at the first NaN/inf gradient or loss, skipping that optimizer update and that step's
-    checkpoint, so the last checkpoint stays the last good one.
+    """Stops training at the first NaN/inf gradient or loss, and never writes a checkpoint after it, so the last
+    checkpoint stays the last good one.
 
-    Gradients are checked before each optimizer step, except under fp16 loss scaling, where an overflowing
-    gradient is routine (the scaler skips the step); there the logged loss is checked instead.
+    Gradients are checked before each optimizer step, through the norm the trainer computed for clipping (or one
+    of the guard's own), except under fp16 loss scaling, where an overflowing gradient is routine (the scaler
+    skips the step); there the logged loss is checked instead. A norm on the CPU is checked at once and a bad
+    step's update skipped. A norm on the GPU travels to the host without a wait (a non-blocking copy and an
+    event) and is checked at the next step, where its copy has long arrived, so the host never stops to wait for
+    the GPU; a step that logs, evaluates, saves or ends the run waits for its own norm first, so no checkpoint,
+    log or final adapter comes after a bad step. A bad step found a step late has already made its update, in
+    memory only: the run fails without saving anything more.
     """
 
     def __init__(self, check_gradients: bool = True, norm: Callable[[], Any] | None = None) -> None:
@@ -97,31 +103,48 @@ class NonFiniteGuard(TrainerCallback):
         self.norm = norm  # the gradient norm the trainer computed for this step (for clipping), if any
         self.failed_step: int | None = None
         self.reason = ""
+        self.pending: tuple[int, Reading] | None = None  # (step, its norm on the way to the host)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not self.check_gradients or model is None or self.failed_step is not None:
             return
-        # one norm over every gradient: NaN or inf anywhere makes it non-finite (one device sync, not one each);
-        # the trainer's own, where it computed one, rather than a second pass over the gradients
-        total = _as_float(self.norm() if self.norm is not None else None)
-        if total is None:
-            import torch
+        self.settle()  # the last step's norm: arrived long ago, unless the host runs more than a step ahead
+        if self.failed_step is None:
+            total = self.norm() if self.norm is not None else None
+            if not _on_gpu(total) and _as_float(total) is None:
+                import torch
 
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            if not grads:
-                return
-            total = float(torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False))
-        if not math.isfinite(total):
-            self._fail(state.global_step + 1, "gradients became NaN or infinite")
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                if not grads:
+                    return
+                # one norm over every gradient: NaN or inf anywhere makes it non-finite
+                total = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
+            self.pending = (state.global_step + 1, Reading(total))
+            if not _read_later(total):
+                self.settle()
+        if self.failed_step is not None:
             for p in model.parameters():
-                p.grad = None  # the optimizer skips parameters without gradients: the weights stay good
+                p.grad = None  # the optimizer skips parameters without gradients
+
+    def settle(self) -> None:
+        """Check the norm on its way, waiting for its copy if it has not arrived."""
+        if self.pending is not None:
+            (step, reading), self.pending = self.pending, None
+            if not math.isfinite(reading.value()):
+                self._fail(step, "gradients became NaN or infinite")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.pending is not None and (control.should_save or control.should_log or control.should_evaluate or
+                                         control.should_training_stop or state.global_step >= state.max_steps):
+            self.settle()
         if self.failed_step is not None:
             control.should_training_stop = True
             control.should_save = False
             control.should_evaluate = False
             control.should_log = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.settle()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         for key in ("loss", "eval_loss"):
@@ -132,7 +155,40 @@ class NonFiniteGuard(TrainerCallback):
                 control.should_save = False
 
     def _fail(self, step: int, reason: str) -> None:
-        self.failed_step, self.reason = step, reason
+        if self.failed_step is None or step < self.failed_step:
+            self.failed_step, self.reason = step, reason
+
+
+class Reading:
+    """A one-element value on its way to the host: from the GPU, a non-blocking copy into pinned memory and an
+    event marking its arrival (reading it waits for that event only, not for the work queued after it)."""
+
+    def __init__(self, value: Any) -> None:
+        self.number, self.host, self.event = None, None, None
+        if not _on_gpu(value):
+            self.number = _as_float(value)
+        else:
+            import torch
+
+            self.host = torch.empty((), dtype=value.dtype, pin_memory=True)
+            self.host.copy_(value.detach().reshape(()), non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def value(self) -> float:
+        if self.event is not None:
+            self.event.synchronize()
+            self.number, self.event = float(self.host), None
+        return 0.0 if self.number is None else self.number  # a value that cannot be read is no failure
+
+
+def _on_gpu(value: Any) -> bool:
+    return getattr(value, "is_cuda", False) is True and value.numel() == 1
+
+
+def _read_later(norm: Any) -> bool:
+    """Whether the guard checks this step's norm a step later: a norm on the GPU (reading it now would wait)."""
+    return _on_gpu(norm)
 
 
 def _as_float(value: Any) -> float | None:

@@ -3,8 +3,10 @@
 Under gradient checkpointing a decoder layer keeps only its input for the backward pass, which recomputes the
 layer from it; across 32 layers of a 7B model at 8 x 2048 tokens those inputs are 4 GiB. Here each input is
 copied to pinned CPU memory on a side stream while the next layers compute, and copied back on another side
-stream one layer ahead of the backward pass that needs it, so neither copy waits on compute. Only the layer
-inputs move: what the layer saves while it is recomputed lives and dies within its own backward.
+stream one layer ahead of the backward pass that needs it, so neither copy waits on compute. The newest input
+stays on the GPU until the next layer's input arrives: the last layer's, whose backward comes right after the
+forward pass, never travels (its round trip would have nothing to hide behind). Only the layer inputs move:
+what the layer saves while it is recomputed lives and dies within its own backward.
 
 `install(model)` swaps the checkpoint function of the model's checkpointed layers (transformers'
 GradientCheckpointingLayer calls `_gradient_checkpointing_func(forward, hidden_states)`); a call it cannot
@@ -20,17 +22,20 @@ from typing import Any, Callable
 
 
 class Saved:
-    """One layer input: its pinned CPU copy, and once brought back, the device tensor. The autograd node holds
-    it, so a forward pass whose backward never runs (an exception, an evaluation with gradients) frees it."""
+    """One layer input: on the GPU (`tensor`, kept while it is the newest, or brought back for its backward) or in
+    pinned CPU memory (`host`, the copy's end marked by `written`). The autograd node holds it, so a forward pass
+    whose backward never runs (an exception, an evaluation with gradients) frees it."""
 
-    __slots__ = ("host", "written", "tensor", "arrived", "__weakref__")
+    __slots__ = ("host", "written", "tensor", "ready", "arrived", "__weakref__")
 
-    def __init__(self, host: Any, written: Any) -> None:
-        self.host, self.written, self.tensor, self.arrived = host, written, None, None
+    def __init__(self, tensor: Any, ready: Any) -> None:
+        self.tensor, self.ready = tensor, ready  # ready: the compute stream's point where the input is written
+        self.host = self.written = self.arrived = None
 
 
 class Stash:
-    """The copy streams, and the layer inputs of the forward pass in the order they came (for the prefetch)."""
+    """The copy streams, the newest input (still on the GPU) and the inputs sent to CPU memory in the order they
+    came (for the prefetch)."""
 
     def __init__(self, device: Any) -> None:
         import torch
@@ -39,45 +44,53 @@ class Stash:
         self.offload = device.type == "cuda"
         self.d2h = torch.cuda.Stream(device) if self.offload else None
         self.h2d = torch.cuda.Stream(device) if self.offload else None
-        self.order: list[Any] = []  # weak references to Saved, oldest first
+        self.order: list[Any] = []  # weak references to Saved sent to CPU memory, oldest first
+        self.newest: Any = None  # weak reference to the Saved kept on the GPU
 
     def put(self, tensor: Any) -> Saved:
+        """Keep `tensor` (this layer's input) on the GPU for now; the input kept before it starts its copy out."""
         import torch
 
         if not self.offload:  # the CPU: nothing to move; the input stays as it is
-            saved = Saved(tensor, None)
-            saved.tensor = tensor
-            return saved
-        ready = torch.cuda.current_stream(self.device).record_event()
-        with torch.cuda.stream(self.d2h):
-            self.d2h.wait_event(ready)
-            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-            host.copy_(tensor, non_blocking=True)
-            tensor.record_stream(self.d2h)  # its memory is not reused before the copy has read it
-        saved = Saved(host, self.d2h.record_event())
-        self.order = [ref for ref in self.order if ref() is not None and ref().host is not None]
-        self.order.append(weakref.ref(saved))
+            return Saved(tensor, None)
+        saved = Saved(tensor, torch.cuda.current_stream(self.device).record_event())
+        previous = self.newest() if self.newest is not None else None
+        if previous is not None and previous.tensor is not None and previous.arrived is None:
+            self._send(previous)
+        self.newest = weakref.ref(saved)
         return saved
 
     def take(self, saved: Saved) -> Any:
-        """The layer input on the device (waiting for its copy); the input of the layer before starts coming."""
+        """The layer input on the device (waiting for its copy back, if it went out); the input of the layer
+        before starts coming."""
         import torch
 
         if not self.offload:
             return saved.tensor
         if saved.tensor is None:
             self._fetch(saved)
-        torch.cuda.current_stream(self.device).wait_event(saved.arrived)
+        if saved.arrived is not None:
+            torch.cuda.current_stream(self.device).wait_event(saved.arrived)
         tensor, saved.tensor = saved.tensor, None
-        earlier = None
-        for ref in self.order:
-            if ref() is saved:
-                break
-            if ref() is not None and ref().host is not None:
-                earlier = ref()
+        out = [s for s in (ref() for ref in self.order) if s is not None]
+        older = out[:out.index(saved)] if saved in out else out
+        earlier = next((s for s in reversed(older) if s.host is not None), None)
         if earlier is not None:
             self._fetch(earlier)  # the next backward's input travels while this layer recomputes
         return tensor
+
+    def _send(self, saved: Saved) -> None:
+        import torch
+
+        tensor = saved.tensor
+        with torch.cuda.stream(self.d2h):
+            self.d2h.wait_event(saved.ready)
+            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            host.copy_(tensor, non_blocking=True)
+            tensor.record_stream(self.d2h)  # its memory is not reused before the copy has read it
+        saved.host, saved.written, saved.tensor = host, self.d2h.record_event(), None
+        self.order = [ref for ref in self.order if ref() is not None and ref().host is not None]
+        self.order.append(weakref.ref(saved))
 
     def _fetch(self, saved: Saved) -> None:
         import torch
@@ -159,6 +172,7 @@ def checkpoint_function(stash: Stash | None, fallback: Callable, compiled: bool 
         return function.apply(run, stash, args[0])
 
     checkpoint.forge_offload = True  # type: ignore[attr-defined]
+    checkpoint.forge_stash = stash  # type: ignore[attr-defined]
     return checkpoint
 
 

@@ -166,7 +166,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         guard = NonFiniteGuard(check_gradients=settings.precision != "fp16",
                                norm=lambda: getattr(trainer, "forge_grad_norm", None))
         stopper = StopOnSignal()
-        forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), guard, stopper,
+        # the guard after the stopper: a step that a signal makes save waits for its gradient norm first
+        forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), stopper, guard,
                            *([ProgressBar()] if progress else []), *([routes] if routes else [])]
         with quiet_library_bars():
             trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,

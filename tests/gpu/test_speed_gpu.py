@@ -233,13 +233,20 @@ def test_offloaded_checkpointing_moves_layer_inputs_and_keeps_the_gradients(setu
     model.enable_input_require_grads()
     ids = torch.randint(10, model.config.vocab_size, (4, 2048), device="cuda")
 
+    where: list[Any] = []  # the layer inputs after the forward pass: on the host, and the one kept on the GPU
+
     def step() -> tuple[float, int, list[torch.Tensor]]:
         model.zero_grad(set_to_none=True)
         torch.manual_seed(7)
         before = torch.cuda.memory_allocated()
         loss = model(input_ids=ids, labels=ids).loss
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # settles the blocks freed after their copies out (record_stream)
         held = torch.cuda.memory_allocated() - before  # what the forward keeps for the backward
+        stash = getattr(model.base_model.model.model.layers[0]._gradient_checkpointing_func, "forge_stash", None)
+        if stash is not None:
+            sent = [ref() for ref in stash.order if ref() is not None]
+            where.append(([s.host.device.type for s in sent if s.host is not None], stash.newest().tensor))
         loss.backward()
         return loss.item(), held, [p.grad.float() for p in model.parameters() if p.grad is not None]
 
@@ -247,8 +254,45 @@ def test_offloaded_checkpointing_moves_layer_inputs_and_keeps_the_gradients(setu
     assert offload.install(model, torch.device("cuda", 0)) == 4
     loss, held, grads = step()
     layer_input = ids.numel() * SHAPE["hidden_size"] * 2  # bf16 hidden states of one layer
-    # the last input's block returns to the allocator at its next allocation (record_stream), so 3 of 4 at least
+    # three inputs in pinned CPU memory; the last layer's, whose backward comes first, stays on the GPU
+    (hosts, kept), = where
+    assert hosts == ["cpu"] * 3 and kept.is_cuda and kept.numel() * 2 == layer_input
     assert held_ref - held >= 2.9 * layer_input, (held_ref, held, layer_input)
     assert abs(loss - loss_ref) <= 1e-3 * abs(loss_ref)
     flat_ref, flat = torch.cat([g.flatten() for g in grads_ref]), torch.cat([g.flatten() for g in grads])
     assert (flat - flat_ref).norm() / flat_ref.norm() < 1e-2
+
+
+def test_the_guard_reads_a_gpu_norm_without_waiting_and_finds_a_nan_a_step_later() -> None:
+    """Under CUDA's sync debug mode (errors on any synchronizing call): the guard takes each step's gradient norm
+    without a sync, checks it at the next step (finding a NaN there and skipping that step's update), and at once
+    when a step saves."""
+    from transformers import TrainerControl, TrainerState
+
+    from forge.train.callbacks import NonFiniteGuard
+
+    model = torch.nn.Linear(64, 64, device="cuda")
+    state, control = TrainerState(), TrainerControl()
+    state.global_step, state.max_steps = 0, 100
+    norms = iter([1.0, float("nan"), 2.0])
+    guard = NonFiniteGuard(norm=lambda: torch.full((), next(norms), device="cuda") * 1.5)
+    found = []
+    for _ in range(3):
+        model(torch.ones(8, 64, device="cuda")).sum().backward()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            guard.on_pre_optimizer_step(None, state, control, model=model)
+            state.global_step += 1
+            guard.on_step_end(None, state, control)  # nothing to save or log: no read
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        found.append((guard.failed_step, model.weight.grad is None))
+        model.zero_grad(set_to_none=False)
+    assert found == [(None, False), (None, False), (2, True)]  # step 2's NaN found at step 3, whose update is skipped
+    saving = NonFiniteGuard(norm=lambda: torch.full((), float("inf"), device="cuda"))
+    model(torch.ones(8, 64, device="cuda")).sum().backward()
+    saving.on_pre_optimizer_step(None, state, control, model=model)
+    state.global_step += 1
+    control = TrainerControl(should_save=True)
+    saving.on_step_end(None, state, control)
+    assert saving.failed_step == state.global_step and not control.should_save and control.should_training_stop

@@ -68,6 +68,33 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert last["step"] == 6 and math.isnan(last["loss"])
 
 
+def test_a_nan_found_a_step_late_still_writes_nothing_after_it(
+        write_recipe: Callable[..., Path], prepare: Callable[..., Any], fake_data: None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard as it runs on a GPU (each step's norm checked at the next step), here on the CPU: the NaN of
+    step 6 is found at step 7, whose update is skipped; checkpoint 8 is never written, nor an adapter."""
+    import torch
+    from safetensors.torch import load_file
+
+    import forge.train.callbacks as callbacks
+    from forge.train.run import run_recipe
+
+    monkeypatch.setattr(callbacks, "_read_later", lambda norm: True)
+    module = tmp_path / "nan_loss_late.py"  # a loss of its own: the other test's counts its micro-batches
+    module.write_text(NAN_LOSS.replace("nan_from_step_6", "late_nan_from_step_6"))
+    resolved, plan = prepare(write_recipe("late"), "training.loss=late_nan_from_step_6",
+                             f"training.loss_module={module}", "training.logging_steps=100")
+    summary = run_recipe(resolved, plan, progress=False)
+    run_dir = Path(plan.run_dir)
+    assert summary["status"] == "failed" and summary["steps"] == 7
+    assert "step 6" in summary["error"] and "gradients became NaN" in summary["error"]
+    assert latest_complete(run_dir / "checkpoints").name == "checkpoint-4"
+    assert not (run_dir / "checkpoints" / "checkpoint-8").exists() and summary["adapter_path"] is None
+    weights = load_file(run_dir / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert [r["step"] for r in read_metrics(run_dir) if r["kind"] == "train"] == [1, 7]  # the failure is logged
+
+
 def test_a_full_disk_mid_save_leaves_no_complete_looking_checkpoint(
         write_recipe: Callable[..., Path], prepare: Callable[..., Any], fake_data: None,
         monkeypatch: pytest.MonkeyPatch, reference_run: ReferenceRun) -> None:

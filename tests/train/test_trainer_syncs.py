@@ -131,6 +131,49 @@ def test_the_guard_checks_the_trainers_norm_instead_of_its_own(monkeypatch: pyte
     assert own.failed_step == 5
 
 
+def test_a_norm_read_a_step_later_is_checked_before_any_save_log_or_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard's reading on a GPU, decided here for CPU norms: a bad norm is not read at its own step, but at the
+    next one (whose update it skips), or at once when its own step saves, logs, evaluates or ends the run."""
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    import forge.train.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "_read_later", lambda norm: True)
+    model = torch.nn.Linear(3, 2)
+    state, control = TrainerState(), TrainerControl()
+    state.global_step, state.max_steps = 4, 10
+
+    def step(guard: callbacks.NonFiniteGuard) -> None:
+        model(torch.ones(1, 3)).sum().backward()
+        guard.on_pre_optimizer_step(None, state, control, model=model)
+        state.global_step += 1  # as the trainer counts the step after its update
+
+    late = callbacks.NonFiniteGuard(norm=lambda: torch.tensor(float("nan")))
+    step(late)  # step 5: its NaN norm is on its way
+    assert late.failed_step is None and model.weight.grad is not None
+    late.on_step_end(None, state, control)
+    assert late.failed_step is None and not control.should_training_stop  # nothing to save or log: not read yet
+    late.norm = lambda: torch.tensor(1.0)
+    step(late)  # step 6 reads step 5's
+    assert late.failed_step == 5 and model.weight.grad is None  # step 6's update skipped
+    for flag in ("should_save", "should_log", "should_evaluate", "should_training_stop", None):
+        state.global_step, control = 4 if flag else 9, TrainerControl()
+        if flag:
+            setattr(control, flag, True)
+        guard = callbacks.NonFiniteGuard(norm=lambda: torch.tensor(float("inf")))
+        step(guard)
+        guard.on_step_end(None, state, control)
+        assert guard.failed_step == state.global_step and control.should_training_stop, flag
+        assert not control.should_save and control.should_log, flag
+    model.zero_grad()
+    fine = callbacks.NonFiniteGuard(norm=lambda: torch.tensor(3.0))
+    state.global_step, control = 4, TrainerControl(should_save=True)
+    step(fine)
+    fine.on_step_end(None, state, control)
+    assert fine.failed_step is None and control.should_save and fine.pending is None
+
+
 def test_a_run_that_logs_rarely_reads_its_pending_metrics_back_in_bounded_batches(
         tmp_path: Path, tiny_llama_dir: Path, genomics_examples: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import forge.train.run
