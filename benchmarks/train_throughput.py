@@ -5,7 +5,8 @@ Unsloth (when its wheels are given), on the same random-init Llama-2-7B-shaped m
 Every stack trains the same model (NF4 with double quantization, bf16 compute, LoRA r16 alpha 32 on all
 linear layers, dropout 0, gradient checkpointing, torch's AdamW lr 2e-4 constant, clip 1.0; the forge recipe
 names it, in place of the QLoRA base's paged 8-bit AdamW) on the same token ids, at seq 2048 (batch 1, 4, 8) and
-seq 8192 (batch 1):
+seq 8192 (batch 1). The forge corpus is one micro-batch of papers repeated, trained in order (`shuffle: false`):
+every step sees the tokens the other stacks train on, and an epoch lasts the run, as a run's epochs do.
 
   plain    from_pretrained(4-bit) + prepare_model_for_kbit_training + get_peft_model, a torch loop under
            bf16 autocast with AdamW: the path a naive script (and a naive `forge run`) takes
@@ -583,8 +584,8 @@ def main() -> int:
         real = real_data_rows(model, args, log, env) if args.real else []
         if args.main == "no":
             shapes, stacks = [], []
-        recipes = {(seq, batch): write_recipe(args.work, model, write_corpus(args.work, batch, seq, total + 1), seq, batch, total,
-                                              args.window)
+        recipes = {(seq, batch): write_recipe(args.work, model, write_corpus(args.work, batch, seq, total + 1), seq,
+                                              batch, total, args.window)
                    for seq, batch in shapes}
         batches = token_batches(args.work, recipes, model)
         for kind in ("plain", "plain-bf16"):
