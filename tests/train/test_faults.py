@@ -42,12 +42,21 @@ def assert_same_losses(run_dir: Path, reference: ReferenceRun) -> None:
         assert math.isclose(got[step], expected[step], rel_tol=1e-6, abs_tol=1e-7), step
 
 
-def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
-        write_recipe: Callable[..., Path], prepare: Callable[..., Any], fake_data: None, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+def assert_nothing_saved_after_checkpoint_4(run_dir: Path, summary: dict[str, Any]) -> None:
+    """A run stopped by a NaN at step 6: checkpoint 4, with finite weights, is its last; neither checkpoint 8 nor
+    an adapter was written."""
     import torch
     from safetensors.torch import load_file
 
+    assert latest_complete(run_dir / "checkpoints").name == "checkpoint-4"
+    assert not (run_dir / "checkpoints" / "checkpoint-8").exists() and summary["adapter_path"] is None
+    weights = load_file(run_dir / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+        write_recipe: Callable[..., Path], prepare: Callable[..., Any], fake_data: None, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     from forge.train.run import exit_code, run_recipe
 
     module = tmp_path / "nan_loss.py"
@@ -60,10 +69,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert "step 6" in summary["error"] and "NaN" in summary["error"] and "checkpoint-4" in summary["error"]
     assert "forge: training stopped at step 6" in capsys.readouterr().out
     assert read_summary(run_dir)["status"] == "failed"
-    assert latest_complete(run_dir / "checkpoints").name == "checkpoint-4"
-    assert not (run_dir / "checkpoints" / "checkpoint-8").exists() and summary["adapter_path"] is None
-    weights = load_file(run_dir / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
-    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert_nothing_saved_after_checkpoint_4(run_dir, summary)
     last = [r for r in read_metrics(run_dir) if r["kind"] == "train"][-1]
     assert last["step"] == 6 and math.isnan(last["loss"])
 
@@ -73,9 +79,6 @@ def test_a_nan_found_a_step_late_still_writes_nothing_after_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard as it runs on a GPU (each step's norm checked at the next step), here on the CPU: the NaN of
     step 6 is found at step 7, whose update is skipped; checkpoint 8 is never written, nor an adapter."""
-    import torch
-    from safetensors.torch import load_file
-
     import forge.train.callbacks as callbacks
     from forge.train.run import run_recipe
 
@@ -88,10 +91,7 @@ def test_a_nan_found_a_step_late_still_writes_nothing_after_it(
     run_dir = Path(plan.run_dir)
     assert summary["status"] == "failed" and summary["steps"] == 7
     assert "step 6" in summary["error"] and "gradients became NaN" in summary["error"]
-    assert latest_complete(run_dir / "checkpoints").name == "checkpoint-4"
-    assert not (run_dir / "checkpoints" / "checkpoint-8").exists() and summary["adapter_path"] is None
-    weights = load_file(run_dir / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
-    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert_nothing_saved_after_checkpoint_4(run_dir, summary)
     assert [r["step"] for r in read_metrics(run_dir) if r["kind"] == "train"] == [1, 7]  # the failure is logged
 
 
