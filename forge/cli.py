@@ -34,6 +34,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except RecipeError as e:
             issues += [i for i in e.issues if i not in issues]  # a parent's problem is reported once
         else:
+            from forge.recipe.data_paths import missing_data_paths
+
+            missing = [i for i in missing_data_paths(resolved) if i not in issues]
+            issues += missing
+            if missing:
+                continue
             if not args.json:
                 print(f"{path}: ok")
                 for note in resolved.notes:  # paths that leave their recipe's folder through a symlink

@@ -12,7 +12,7 @@ from forge.data.errors import DataError
 from forge.data.formats import build_examples, columns, example_text
 from forge.data.papers import ScientificPaper
 from forge.data.preprocess import StepStats, resolve_steps, run_steps
-from forge.data.readers import read_sources
+from forge.data.readers import files_line, read_sources
 from forge.data.split import split_paper_ids
 from forge.data.steps import StepContext
 from forge.recipe.schema import Recipe
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import datasets
 
 SPLITS = ("train", "validation", "test")
+BAD_LISTED = 1000  # bad records and warnings listed by name in the statistics (all are counted)
 
 
 @dataclass
@@ -31,7 +32,11 @@ class DataStats:
     papers_read: int = 0
     bad_records: int = 0
     bad_by_reason: dict[str, int] = field(default_factory=dict)
-    bad_examples: list[str] = field(default_factory=list)
+    bad_examples: list[str] = field(default_factory=list)  # "FILE: where: reason", the first BAD_LISTED
+    files_by_format: dict[str, int] = field(default_factory=dict)
+    skipped_files: list[list[str]] = field(default_factory=list)  # [file, reason] of files a folder source skipped
+    warnings: int = 0  # parts of records dropped (a gene annotation whose offsets miss its text)
+    warning_examples: list[str] = field(default_factory=list)
     steps: list[StepStats] = field(default_factory=list)
     papers_after_preprocess: int = 0
     units_after_preprocess: int = 0  # papers, or chunks when a step cut papers up
@@ -49,6 +54,10 @@ class DataStats:
                 key = f"{step.name}: {reason}"
                 dropped[key] = dropped.get(key, 0) + count
         return dropped
+
+    def files_line(self) -> str:
+        """`read 40 files (12 jats, 20 pdf, 8 jsonl); skipped 3: notes.docx (unknown format), ...`"""
+        return files_line(len(self.sources), self.files_by_format, self.skipped_files)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -78,7 +87,10 @@ def build_datasets(recipe: Recipe, tokenizer: Any = None, progress: bool = True)
     read = read_sources(data.sources, data.on_error, data.max_papers, progress)
     stats.sources, stats.papers_read = read.files, len(read.papers)
     stats.bad_records, stats.bad_by_reason = len(read.bad), read.dropped_by_reason()
-    stats.bad_examples = [str(b) for b in read.bad[:10]]
+    stats.bad_examples = [str(b) for b in read.bad[:BAD_LISTED]]
+    stats.files_by_format = dict(read.formats.most_common())
+    stats.skipped_files = [[file, why] for file, why in read.skipped]
+    stats.warnings, stats.warning_examples = len(read.warnings), [str(w) for w in read.warnings[:BAD_LISTED]]
     stats.seconds["read"] = time.perf_counter() - started
     if not read.papers:
         reasons = "; ".join(f"{r} ({n})" for r, n in list(stats.bad_by_reason.items())[:3]) or "the sources are empty"

@@ -6,9 +6,11 @@ import sys
 from typing import Any
 
 from forge.data.pipeline import build_datasets
+from forge.data.readers import files_line
 from forge.recipe.schema import Recipe
 
 EXAMPLE_CHARS = 600
+LISTED = 50  # bad records and warnings printed by name
 
 
 def preview(recipe: Recipe, tokenizer: Any = None, n: int = 3, progress: bool | None = None) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def format_preview(data: dict[str, Any]) -> str:
     lines = [f"Data preview: {data['format']} examples from {len(stats['sources'])} source file(s)",
              f"  read {stats['papers_read']} papers, {stats['bad_records']} bad records skipped"]
     lines += [f"    {reason}: {count}" for reason, count in stats["bad_by_reason"].items()]
+    lines += read_report(stats)
     if stats["steps"]:
         lines.append(f"  {'step':<22}{'in':>8}{'out':>8}{'seconds':>9}  dropped")
         for step in stats["steps"]:
@@ -58,6 +61,23 @@ def format_preview(data: dict[str, Any]) -> str:
             lines.append(f"  {key}:")
             lines += [f"  | {line}".rstrip() for line in text.split("\n")]  # blank lines keep the bar
     return "\n".join(lines)
+
+
+def read_report(stats: dict[str, Any], limit: int = LISTED) -> list[str]:
+    """The files read and skipped, then every bad record and dropped annotation by file and place (the
+    first `limit` of each; the statistics hold more)."""
+    lines = ["  " + files_line(len(stats["sources"]), stats.get("files_by_format") or {},
+                               stats.get("skipped_files") or [])]
+    for title, count, named in (("bad records", stats["bad_records"], stats["bad_examples"]),
+                                ("warnings (dropped, the rest of the paper kept)", stats.get("warnings", 0),
+                                 stats.get("warning_examples") or [])):
+        if count:
+            lines.append(f"  {title}:")
+            lines += [f"    {entry}" for entry in named[:limit]]
+            if count > min(len(named), limit):
+                lines.append(f"    ... and {count - min(len(named), limit)} more (forge data preview --json lists "
+                             f"{len(named)})")
+    return lines
 
 
 def _shorten(text: str, limit: int) -> str:

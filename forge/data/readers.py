@@ -1,8 +1,11 @@
-"""Readers: turn the recipe's `data.sources` (demo JSON, JSON Lines, text and Markdown files, folders of
-them, Hugging Face datasets on disk or by name) into validated `ScientificPaper`s.
+"""Readers: turn the recipe's `data.sources` (demo JSON, JSON Lines, text and Markdown files, JATS and
+PubMed XML, BioC, PDFs, folders of them, Hugging Face datasets on disk or by name) into validated
+`ScientificPaper`s.
 
 A record that does not validate is a `BadRecord` (source, position, reason). `on_error: skip` counts it
-and goes on; `on_error: fail` raises a `DataError` naming the file and the record.
+and goes on; `on_error: fail` raises a `DataError` naming the file and the record. A part of a record
+dropped while the rest is kept (a gene annotation whose offsets miss its text) is a `ReadWarning`. A
+folder source records the files it read, by format, and the files it skipped, with the reason.
 """
 from __future__ import annotations
 
@@ -16,12 +19,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from forge.data.detect import FORMAT_SUFFIXES, SUFFIX_FORMATS, detect_format
 from forge.data.errors import DataError
 from forge.data.papers import ScientificPaper, validation_reason
 from forge.recipe.schema import DataSource
 
-SUFFIX_FORMATS = {".json": "demo_json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text",
-                  ".md": "markdown", ".markdown": "markdown"}
 HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 # "Abstract", "Abstract:" or "ABSTRACT. text", but not "Abstraction is..."
@@ -42,16 +44,38 @@ class BadRecord:
         return f"{self.source}: {self.where}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class ReadWarning(BadRecord):
+    """A part of a record that was dropped while the record itself was read (a bad gene annotation)."""
+
+
 @dataclass
 class ReadResult:
-    """The papers read, in source order, and the records dropped on the way."""
+    """The papers read, in source order, the records dropped on the way, the files read (with their
+    formats) and the files of folder sources that were skipped (with the reason)."""
 
     papers: list[ScientificPaper] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    warnings: list[ReadWarning] = field(default_factory=list)
+    formats: Counter[str] = field(default_factory=Counter)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
 
     def dropped_by_reason(self) -> dict[str, int]:
         return dict(Counter(b.reason for b in self.bad).most_common())
+
+    def files_line(self) -> str:
+        """`read 40 files (12 jats, 20 pdf, 8 jsonl); skipped 3: notes.docx (unknown format), ...`"""
+        return files_line(len(self.files), dict(self.formats.most_common()), self.skipped)
+
+
+def files_line(n_files: int, formats: dict[str, int], skipped: Sequence[Sequence[str]]) -> str:
+    """One line saying which files were read, by format, and every file skipped with its reason."""
+    kinds = ", ".join(f"{count} {name}" for name, count in formats.items())
+    line = f"read {n_files} file{'s' if n_files != 1 else ''}" + (f" ({kinds})" if kinds else "")
+    if skipped:
+        line += f"; skipped {len(skipped)}: " + ", ".join(f"{Path(f).name} ({why})" for f, why in skipped)
+    return line
 
 
 # A raw item of a source: (source name, where, id to use when the record has none, the record or the
@@ -69,7 +93,10 @@ def read_sources(sources: Sequence[DataSource], on_error: Literal["skip", "fail"
     with tqdm(desc="reading papers", unit=" papers", disable=not progress, leave=False,
               delay=1) as bar:  # a bar only for corpora that take a while
         for source in sources:
-            for source_name, where, default_id, record in _raw_items(source, result.files):
+            for source_name, where, default_id, record in _raw_items(source, result):
+                if isinstance(record, ReadWarning):
+                    result.warnings.append(record)
+                    continue
                 bad = record if isinstance(record, BadRecord) else None
                 if bad is None:
                     try:
@@ -116,9 +143,11 @@ def source_digests(sources: Sequence[DataSource]) -> dict[str, str]:
     return digests
 
 
-def _raw_items(source: DataSource, files: list[str]) -> Iterator[RawItem]:
+def _raw_items(source: DataSource, result: ReadResult) -> Iterator[RawItem]:
+    files = result.files
     if source.hf_dataset:
         files.append(f"hf:{source.hf_dataset}[{source.hf_split}]")
+        result.formats["hf_dataset"] += 1
         yield from _hf_rows(source.hf_dataset, _load_hub(source.hf_dataset, source.hf_split))
         return
     if not source.path:
@@ -129,59 +158,111 @@ def _raw_items(source: DataSource, files: list[str]) -> Iterator[RawItem]:
     fmt = source.format
     if fmt == "hf_disk" or (fmt == "auto" and path.is_dir() and any((path / m).exists() for m in HF_DISK_MARKERS)):
         files.append(str(path))
+        result.formats["hf_disk"] += 1
         yield from _hf_rows(str(path), _load_disk(path, source.hf_split))
         return
-    for file in _files(path, fmt):
+    for file, file_format in _files(path, fmt, result.skipped):
         files.append(str(file))
-        yield from _file_items(file, fmt if fmt != "auto" else _sniff(file))
+        if file.stat().st_size == 0:
+            result.formats["empty"] += 1
+            yield str(file), "file", file.stem, BadRecord(str(file), "file", "empty file")
+            continue
+        result.formats[file_format] += 1
+        yield from _file_items(file, file_format, source)
 
 
-def _files(path: Path, fmt: str) -> list[Path]:
+def _files(path: Path, fmt: str, skipped: list[tuple[str, str]]) -> list[tuple[Path, str]]:
+    """The files of a source with the format to read each in; a folder's other files go to `skipped`."""
     if path.is_file():
-        return [path]
-    wanted = {s for s, f in SUFFIX_FORMATS.items() if fmt in ("auto", f)}
-    found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        return [(path, fmt if fmt != "auto" else _sniff(path))]
+    found: list[tuple[Path, str]] = []
+    candidates = sorted(p for p in path.rglob("*") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    for file in candidates:
+        if file.stat().st_size == 0:
+            found.append((file, fmt))
+        elif fmt == "auto":
+            detected, why = detect_format(file)
+            if detected is None:
+                skipped.append((str(file), why))
+            else:
+                found.append((file, detected))
+        elif file.name.lower().endswith(FORMAT_SUFFIXES.get(fmt, ())):
+            found.append((file, fmt))
+        else:
+            skipped.append((str(file), f"not a {fmt} file ({', '.join(FORMAT_SUFFIXES.get(fmt, ()))})"))
     if not found:
-        raise DataError(f"folder {path} holds no paper files ({', '.join(sorted(wanted))})",
-                        "put .json, .jsonl, .txt or .md files in it, or set the source's format")
+        wanted = sorted(FORMAT_SUFFIXES.get(fmt, ())) if fmt != "auto" else sorted(SUFFIX_FORMATS) + [".xml", ".gz"]
+        raise DataError(f"folder {path} holds no paper files ({', '.join(wanted)})",
+                        "put paper files in it (JSON, JSON Lines, text, Markdown, JATS/PubMed/BioC XML, PDF), "
+                        "or set the source's format")
     return found
 
 
 def _sniff(file: Path) -> str:
-    if file.suffix.lower() in SUFFIX_FORMATS:
-        return SUFFIX_FORMATS[file.suffix.lower()]
-    with file.open(encoding="utf-8", errors="replace") as handle:
-        head = handle.read(4096).lstrip()
-    if head.startswith("["):
-        return "demo_json"
-    if head.startswith("{"):
-        first = head.split("\n", 1)[0]
-        try:
-            json.loads(first)
-            return "jsonl"
-        except json.JSONDecodeError:
-            return "demo_json"
-    raise DataError(f"cannot tell the format of {file}", "set the source's format: demo_json, jsonl, text or markdown")
+    if file.stat().st_size == 0:
+        return "empty"
+    detected, why = detect_format(file)
+    if detected is None:
+        raise DataError(f"cannot tell the format of {file} ({why})",
+                        "set the source's format: " + ", ".join(FILE_READERS))
+    return detected
 
 
-def _file_items(file: Path, fmt: str) -> Iterator[RawItem]:
-    name = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        yield name, "file", file.stem, BadRecord(name, "file", f"unreadable: {error}")
-        return
-    if fmt == "demo_json":
-        yield from _json_items(name, file.stem, text)
-    elif fmt == "jsonl":
-        yield from _jsonl_items(name, file.stem, text)
-    elif fmt == "text":
-        yield name, "file", file.stem, parse_text_paper(text)
-    elif fmt == "markdown":
-        yield name, "file", file.stem, parse_markdown_paper(text)
-    else:
+# format -> (module, function) of the reader of one file, imported when a file of that format is read
+# (the PDF and XML readers pull in their libraries only then). A reader yields RawItems.
+FILE_READERS: dict[str, tuple[str, str]] = {
+    "demo_json": ("forge.data.readers", "read_demo_json"),
+    "jsonl": ("forge.data.readers", "read_jsonl"),
+    "text": ("forge.data.readers", "read_text"),
+    "markdown": ("forge.data.readers", "read_markdown"),
+    "jats": ("forge.data.jats", "read_jats"),
+    "pubmed_xml": ("forge.data.pubmed", "read_pubmed"),
+    "bioc": ("forge.data.bioc_reader", "read_bioc"),
+    "pdf": ("forge.data.pdf", "read_pdf"),
+}
+
+
+def _file_items(file: Path, fmt: str, source: DataSource) -> Iterator[RawItem]:
+    if fmt not in FILE_READERS:
         raise DataError(f"format {fmt} cannot read the file {file}", "use hf_disk for a saved dataset folder")
+    import importlib
+
+    module, function = FILE_READERS[fmt]
+    yield from getattr(importlib.import_module(module), function)(file, source)
+
+
+def _read_text_file(file: Path) -> str | BadRecord:
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return BadRecord(str(file), "file", f"unreadable: {error}")
+
+
+def read_demo_json(file: Path, source: DataSource) -> Iterator[RawItem]:
+    """A JSON list of papers, or an object with a `papers` list."""
+    text = _read_text_file(file)
+    yield from ([(str(file), "file", file.stem, text)] if isinstance(text, BadRecord)
+                else _json_items(str(file), file.stem, text))
+
+
+def read_jsonl(file: Path, source: DataSource) -> Iterator[RawItem]:
+    """One paper object per line."""
+    text = _read_text_file(file)
+    yield from ([(str(file), "file", file.stem, text)] if isinstance(text, BadRecord)
+                else _jsonl_items(str(file), file.stem, text))
+
+
+def read_text(file: Path, source: DataSource) -> Iterator[RawItem]:
+    """A plain-text paper (see parse_text_paper)."""
+    text = _read_text_file(file)
+    yield str(file), "file", file.stem, text if isinstance(text, BadRecord) else parse_text_paper(text)
+
+
+def read_markdown(file: Path, source: DataSource) -> Iterator[RawItem]:
+    """A Markdown paper (see parse_markdown_paper)."""
+    text = _read_text_file(file)
+    yield str(file), "file", file.stem, text if isinstance(text, BadRecord) else parse_markdown_paper(text)
 
 
 def _json_items(name: str, stem: str, text: str) -> Iterator[RawItem]:

@@ -48,8 +48,9 @@ class DataSource(Section):
     path: str | None = Field(None, description="File or folder of papers, relative to the recipe file.")
     hf_dataset: str | None = Field(None, description="Hugging Face dataset name (needs the network) instead of a path.")
     hf_split: str = Field("train", description="Split to read from a Hugging Face dataset.")
-    format: Literal["auto", "demo_json", "jsonl", "text", "markdown", "hf_disk"] = Field(
-        "auto", description="Reader to use; auto picks by extension and content.")
+    format: Literal["auto", "demo_json", "jsonl", "text", "markdown", "jats", "pubmed_xml", "bioc", "pdf",
+                    "hf_disk"] = Field("auto", description="Reader to use; auto picks by extension and content.")
+    captions: bool = Field(True, description="Keep figure and table captions (JATS, BioC) as sections of the paper.")
 
 
 class SplitSection(Section):

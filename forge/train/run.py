@@ -448,6 +448,7 @@ def _summary_lines(plan: Plan, loaded: Any, settings: Any, trainer: Any, bundle:
         ("quantization", "4-bit " + quant["bnb_4bit_quant_type"] if quant and quant.get("load_in_4bit")
          else "8-bit" if quant else "none"),
         ("data", f"{len(trainer.train_dataset)} train / {n_val} validation examples"),
+        ("papers", _papers_line(bundle)),
         ("batch", f"{a.per_device_train_batch_size} x {a.gradient_accumulation_steps} accumulation, "
                   f"max_length {plan.trainer.get('max_length')}"),
         ("schedule", f"{steps} steps, {_name(a.optim)} lr {a.learning_rate:g} {_name(a.lr_scheduler_type)}"),
@@ -456,6 +457,23 @@ def _summary_lines(plan: Plan, loaded: Any, settings: Any, trainer: Any, bundle:
         ("speed", speed_line(settings, a)),
         ("tracking", f"{tracker.uri} ({tracker.status})" if tracker else "off"),
     ]
+
+
+def _papers_line(bundle: Any) -> str:
+    """What reading found: files by format, files skipped, bad records and dropped annotations (listed by name
+    in summary.json under data.bad_examples and data.warning_examples)."""
+    stats = _stats(bundle)
+    if "papers_read" not in stats:
+        return "?"
+    from forge.data.readers import files_line
+
+    line = f"{stats['papers_read']} read; " + files_line(len(stats.get("sources") or []),
+                                                         stats.get("files_by_format") or {},
+                                                         stats.get("skipped_files") or [])
+    if stats.get("bad_records") or stats.get("warnings"):
+        line += (f"; {stats.get('bad_records', 0)} bad records, {stats.get('warnings', 0)} annotations dropped "
+                 "(named in summary.json)")
+    return line
 
 
 def speed_line(settings: Any, args: Any) -> str:

@@ -96,6 +96,7 @@ def test_a_module_the_recipe_names_is_imported(tmp_path: Path) -> None:
         "@STEPS.register('hardening_marker_step', P)\ndef step(papers, params, context):\n    return papers\n")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(BODY + "preprocess: [{step: hardening_marker_step, module: my_step.py}]\n")
+    (tmp_path / "papers.json").write_text("[]")  # validate checks that the data path exists
     from forge.data.preprocess import resolve_steps
     from forge.recipe.validate import resolve
 
@@ -155,6 +156,8 @@ def test_dotdot_and_absolute_paths_are_allowed_without_notes(tmp_path: Path) -> 
     (tmp_path / "data").mkdir()
     (tmp_path / "recipes").mkdir()
     recipe = tmp_path / "recipes" / "r.yaml"
+    for name in ("a.json", "b.json"):  # validate checks that data paths exist
+        (tmp_path / "data" / name).write_text("[]")
     recipe.write_text(f"data: {{sources: [{{path: ../data/a.json}}, {{path: {tmp_path / 'data' / 'b.json'}}}]}}\n"
                       "model: {name_or_path: forge:tiny-llama}\n")
     outcome = forge_validate(recipe)
@@ -167,6 +170,7 @@ def test_a_key_overridden_by_a_child_drops_the_parents_note(linked: tuple[Path, 
                                          "model: {name_or_path: forge:tiny-llama}\n")
     child = project / "child.yaml"
     child.write_text("extends: parent.yaml\ndata: {sources: [{path: local.json}]}\n")
+    (project / "local.json").write_text("[]")  # validate checks that the data path exists
     outcome = forge_validate(child)
     assert outcome.code == 0 and "note:" not in outcome.stdout
 

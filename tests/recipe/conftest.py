@@ -36,4 +36,7 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
 
 @pytest.fixture
 def minimal(write: Callable[[str, str], Path]) -> Path:
-    return write("minimal.yaml", MINIMAL)
+    """The minimal recipe beside the papers file it names (`forge validate` checks that data paths exist)."""
+    path = write("minimal.yaml", MINIMAL)
+    (path.parent / "papers.json").write_text("[]", encoding="utf-8")
+    return path
