@@ -4,7 +4,8 @@ is expanded or fetched, and a file is streamed element by element so memory stay
 """
 from __future__ import annotations
 
-import gzip
+import io
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -28,7 +29,45 @@ def open_binary(file: Path) -> IO[bytes]:
     """The file's bytes, gunzipped on the fly when it is gzip (by content, whatever its name)."""
     with file.open("rb") as probe:
         gzipped = probe.read(2) == GZIP_MAGIC
-    return gzip.open(file, "rb") if gzipped else file.open("rb")
+    return Gunzip(file.open("rb")) if gzipped else file.open("rb")  # type: ignore[return-value]
+
+
+class Gunzip(io.RawIOBase):
+    """A gzip stream (of one or more members) read in order, which hands over every byte it could
+    decompress before it raises EOFError for a file cut short: gzip.GzipFile raises at once, losing the
+    citations before the cut."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self.raw, self.inflate = raw, zlib.decompressobj(wbits=31)
+        self.buffer, self.ended, self.truncated = b"", False, False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.ended and (size < 0 or len(self.buffer) < size):
+            self._fill()
+        if not self.buffer and self.truncated:
+            raise EOFError("the gzip stream ends early (file truncated?)")
+        cut = len(self.buffer) if size < 0 else size
+        out, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return out
+
+    def _fill(self) -> None:
+        data = self.raw.read(1 << 16)
+        if not data:
+            self.ended, self.truncated = True, not self.inflate.eof
+            return
+        while data:
+            if self.inflate.eof:  # the next member of a multi-member file
+                self.inflate = zlib.decompressobj(wbits=31)
+            self.buffer += self.inflate.decompress(data)
+            data = self.inflate.unused_data if self.inflate.eof else b""
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def local_name(tag: object) -> str:
@@ -73,7 +112,7 @@ def iter_elements(file: Path, names: frozenset[str] | set[str]) -> Iterator[tupl
     except DefusedXmlException as error:
         raise XmlProblem("file", f"XML with {_defused_reason(error)} is not read (entity expansion and "
                                  "external entities are switched off)") from None
-    except (EOFError, OSError) as error:  # a gzip stream cut short, a read error
+    except (EOFError, OSError, zlib.error) as error:  # a gzip stream cut short or damaged, a read error
         raise XmlProblem("file", f"cannot read: {error}") from None
     finally:
         handle.close()
