@@ -9,7 +9,7 @@ import re
 import zlib
 from pathlib import Path
 
-from forge.data.safe_xml import GZIP_MAGIC
+GZIP_MAGIC = b"\x1f\x8b"
 
 # Extensions that name one format; .xml, .nxml and .gz are decided by content.
 SUFFIX_FORMATS = {".json": "demo_json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text",

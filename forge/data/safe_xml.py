@@ -14,7 +14,8 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-GZIP_MAGIC = b"\x1f\x8b"
+from forge.data.detect import GZIP_MAGIC
+
 
 
 class XmlProblem(Exception):
@@ -40,18 +41,19 @@ class Gunzip(io.RawIOBase):
     def __init__(self, raw: IO[bytes]) -> None:
         super().__init__()
         self.raw, self.inflate = raw, zlib.decompressobj(wbits=31)
-        self.buffer, self.ended, self.truncated = b"", False, False
+        self.buffer, self.position, self.ended, self.truncated = b"", 0, False, False
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        while not self.ended and (size < 0 or len(self.buffer) < size):
+        while not self.ended and (size < 0 or len(self.buffer) - self.position < size):
             self._fill()
-        if not self.buffer and self.truncated:
+        if self.position >= len(self.buffer) and self.truncated:
             raise EOFError("the gzip stream ends early (file truncated?)")
-        cut = len(self.buffer) if size < 0 else size
-        out, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        end = len(self.buffer) if size < 0 else self.position + size
+        out = self.buffer[self.position:end]
+        self.position += len(out)
         return out
 
     def _fill(self) -> None:
@@ -59,11 +61,13 @@ class Gunzip(io.RawIOBase):
         if not data:
             self.ended, self.truncated = True, not self.inflate.eof
             return
+        pieces = [self.buffer[self.position:]]  # what was not read yet, then the new bytes
         while data:
             if self.inflate.eof:  # the next member of a multi-member file
                 self.inflate = zlib.decompressobj(wbits=31)
-            self.buffer += self.inflate.decompress(data)
+            pieces.append(self.inflate.decompress(data))
             data = self.inflate.unused_data if self.inflate.eof else b""
+        self.buffer, self.position = b"".join(pieces), 0
 
     def close(self) -> None:
         self.raw.close()
@@ -165,7 +169,3 @@ def child(element: Element | None, *path: str) -> Element | None:
         node = next((c for c in node if local_name(c.tag) == name), None) if node is not None else None
     return node
 
-
-def descendants(element: Element | None, name: str) -> list[Element]:
-    """Every descendant with this local name, in document order."""
-    return [] if element is None else [e for e in element.iter() if local_name(e.tag) == name and e is not element]

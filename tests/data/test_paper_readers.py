@@ -112,6 +112,10 @@ def test_pubmed_gzip_reads_like_plain(tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress((FIXTURES / "pubmed.xml").read_bytes()))
     assert detect_format(packed) == ("pubmed_xml", "")
     assert read(packed).papers == read(FIXTURES / "pubmed.xml").papers
+    data = (FIXTURES / "pubmed.xml").read_bytes()
+    members = tmp_path / "members.xml.gz"  # gzip files may be several members end to end (as pigz and cat make)
+    members.write_bytes(gzip.compress(data[:1000]) + gzip.compress(data[1000:]))
+    assert read(members).papers == read(FIXTURES / "pubmed.xml").papers
 
 
 def test_truncated_pubmed_and_gzip_keep_what_came_before(tmp_path: Path) -> None:
