@@ -178,22 +178,26 @@ def _files(path: Path, fmt: str, skipped: list[tuple[str, str]]) -> list[tuple[P
     found: list[tuple[Path, str]] = []
     candidates = sorted(p for p in path.rglob("*") if p.is_file()
                         and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    skipped_before = len(skipped)
     for file in candidates:
-        if file.stat().st_size == 0:
-            found.append((file, fmt))
-        elif fmt == "auto":
+        if fmt != "auto":
+            if file.name.lower().endswith(FORMAT_SUFFIXES.get(fmt, ())):
+                found.append((file, fmt))
+            else:
+                skipped.append((str(file), f"not a {fmt} file ({', '.join(FORMAT_SUFFIXES.get(fmt, ()))})"))
+        elif file.stat().st_size == 0:
+            found.append((file, "empty"))  # reported as a bad record: an empty paper file is a mistake to see
+        else:
             detected, why = detect_format(file)
             if detected is None:
                 skipped.append((str(file), why))
             else:
                 found.append((file, detected))
-        elif file.name.lower().endswith(FORMAT_SUFFIXES.get(fmt, ())):
-            found.append((file, fmt))
-        else:
-            skipped.append((str(file), f"not a {fmt} file ({', '.join(FORMAT_SUFFIXES.get(fmt, ()))})"))
     if not found:
         wanted = sorted(FORMAT_SUFFIXES.get(fmt, ())) if fmt != "auto" else sorted(SUFFIX_FORMATS) + [".xml", ".gz"]
-        raise DataError(f"folder {path} holds no paper files ({', '.join(wanted)})",
+        passed = skipped[skipped_before:]
+        listed = "; skipped " + ", ".join(f"{Path(f).name} ({why})" for f, why in passed[:5]) if passed else ""
+        raise DataError(f"folder {path} holds no paper files ({', '.join(wanted)}){listed}",
                         "put paper files in it (JSON, JSON Lines, text, Markdown, JATS/PubMed/BioC XML, PDF), "
                         "or set the source's format")
     return found

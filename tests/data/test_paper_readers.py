@@ -273,3 +273,11 @@ def test_folder_names_every_file_it_skips(tmp_path: Path) -> None:
     result = read(tmp_path)
     assert result.files_line() == ("read 4 files (1 jsonl, 1 jats, 1 pubmed_xml, 1 bioc); skipped 2: "
                                    "notes.docx (unknown format), odd.xml (unknown XML (root element <catalog>))")
+
+
+def test_a_folder_with_nothing_readable_says_what_it_skipped(tmp_path: Path) -> None:
+    from forge.data.errors import DataError
+
+    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04 a word file")
+    with pytest.raises(DataError, match=r"holds no paper files .*; skipped notes\.docx \(unknown format\)"):
+        read(tmp_path)
