@@ -118,7 +118,8 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="forge-pubmed-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{_dt.date.today().isoformat()}\n")
+          f"{_dt.date.today().isoformat()}; load average before {os.getloadavg()[0]:.1f} (a shared machine: "
+          "other work slows the reads)\n")
     print("| citations | file | size MB | seconds | papers/s | peak RSS MiB | added by reading MiB |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for n in args.sizes:
