@@ -112,6 +112,8 @@ def iter_elements(file: Path, names: frozenset[str] | set[str]) -> Iterator[tupl
         message = str(error).split(":", 1)[0]
         if "no element found" in message and root is not None:
             message = "file ends before the XML does (truncated?)"
+        elif message == "undefined entity":  # &nbsp; and kin are declared by a DTD, which is never loaded
+            message = "undefined entity (a named entity such as &nbsp; that the file does not declare)"
         raise XmlProblem(f"line {line}, column {column + 1}", message) from None
     except DefusedXmlException as error:
         raise XmlProblem("file", f"XML with {_defused_reason(error)} is not read (entity expansion and "

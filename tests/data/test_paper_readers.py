@@ -281,3 +281,11 @@ def test_a_folder_with_nothing_readable_says_what_it_skipped(tmp_path: Path) -> 
     (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04 a word file")
     with pytest.raises(DataError, match=r"holds no paper files .*; skipped notes\.docx \(unknown format\)"):
         read(tmp_path)
+
+
+def test_an_undeclared_named_entity_is_a_bad_record_with_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "nbsp.xml"
+    path.write_text('<?xml version="1.0"?>\n<article><front><article-meta><title-group>'
+                    '<article-title>A&nbsp;title</article-title></title-group></article-meta></front></article>\n')
+    [bad] = read(path).bad
+    assert bad.where == "line 2, column 60" and bad.reason.startswith("undefined entity")
