@@ -6,7 +6,7 @@ above and below where they stand), then recovers the structure where the layout 
 largest type near the top of page one), the abstract (an "Abstract" heading or an "Abstract:" line),
 section headings (bold or larger short lines, numbered lines such as "2.1 Cell culture", and the usual
 names), keywords ("Keywords:" line). "References" (or "Bibliography") and everything after it is cut,
-words hyphenated at line ends are joined, and bare page numbers are dropped. A PDF without a text layer
+words hyphenated at line ends are joined, and bare page numbers and running headers and footers are dropped. A PDF without a text layer
 (scanned pages) is a bad record: there is no OCR.
 """
 from __future__ import annotations
@@ -126,7 +126,9 @@ def reading_order(lines: list[Line], width: float) -> list[Line]:
 
 def pdf_record(pages: list[list[Line]]) -> dict[str, Any]:
     """Title, abstract, keywords and headed sections from the ordered lines of the pages."""
-    lines = [line for page in pages for line in page if not _PAGE_NUMBER.match(line.text)]
+    running = _running_lines(pages)
+    lines = [line for page in pages for line in page
+             if not _PAGE_NUMBER.match(line.text) and _running_key(line) not in running]
     body_size = _body_size(lines)
     title_lines = _title_lines(lines, body_size)
     record: dict[str, Any] = {"title": " ".join(line.text for line in title_lines)}
@@ -167,6 +169,22 @@ def pdf_record(pages: list[list[Line]]) -> dict[str, Any]:
         body.insert(0, {"heading": "", "text": join_lines(preamble)})
     record["sections"] = [s for s in body if s["text"] or s["heading"]]
     return {k: v for k, v in record.items() if v not in ("", [])}
+
+
+def _running_key(line: Line) -> tuple[str, int]:
+    """A line as a running header or footer repeats it: its text with numbers masked, at its height."""
+    return re.sub(r"\d+", "#", " ".join(line.text.lower().split())), round(line.y0 / 4)
+
+
+def _running_lines(pages: list[list[Line]]) -> set[tuple[str, int]]:
+    """Running headers and footers (a journal's name, "Page 3 of 9"): lines at the same height with the same
+    text, numbers aside, on at least three pages and half of them."""
+    if len(pages) < 3:
+        return set()
+    counts: Counter[tuple[str, int]] = Counter()
+    for page in pages:
+        counts.update({_running_key(line) for line in page})
+    return {key for key, n in counts.items() if n >= max(3, len(pages) / 2)}
 
 
 def _body_size(lines: list[Line]) -> float:

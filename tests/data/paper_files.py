@@ -67,6 +67,23 @@ def two_column_pdf(path: Path) -> Path:
     return path
 
 
+def running_header_pdf(path: Path) -> Path:
+    """Three pages under the same running header (with the page's number in it) and footer."""
+    pdf = _pdf()
+    for page in range(1, 4):
+        if page > 1:
+            pdf.add_page()
+        _lines(pdf, 60, 40, [f"Journal of Test Genomics 12 (2026) {100 + page}"], size=8)
+        y = 90
+        if page == 1:
+            y = _lines(pdf, 60, 90, ["PTEN loss across three pages"], size=16, style="B", leading=24)
+        y = _lines(pdf, 60, y + 10, [f"Part {page}"], size=11, style="B")
+        _lines(pdf, 60, y, [f"PTEN text of page {page}."])
+        _lines(pdf, 60, 810, ["Downloaded from the test archive"], size=8)
+    pdf.output(str(path))
+    return path
+
+
 def image_only_pdf(path: Path) -> Path:
     """A scanned page: one raster image, no text layer."""
     from PIL import Image, ImageDraw

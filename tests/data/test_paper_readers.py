@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from paper_files import (ENTITY_BOMB, EXTERNAL_ENTITY, FIXTURES, image_only_pdf, one_column_pdf,
-                         two_column_pdf)
+                         running_header_pdf, two_column_pdf)
 from forge.data.detect import detect_format
 from forge.data.readers import ReadResult, read_sources
 from forge.data.safe_xml import iter_elements
@@ -215,6 +215,13 @@ def test_pdf_two_columns_read_column_by_column(tmp_path: Path) -> None:
     text = paper.sections[0].text
     order = [text.index(f"{side} {n}:") for side in ("LEFT", "RIGHT") for n in ("one", "two", "three", "four")]
     assert order == sorted(order)
+
+
+def test_pdf_running_headers_and_footers_are_dropped(tmp_path: Path) -> None:
+    paper = read(running_header_pdf(tmp_path / "pten.pdf")).papers[0]
+    assert paper.title == "PTEN loss across three pages"
+    assert [(s.heading, s.text) for s in paper.sections] == [
+        ("Part 1", "PTEN text of page 1."), ("Part 2", "PTEN text of page 2."), ("Part 3", "PTEN text of page 3.")]
 
 
 def test_image_only_pdf_is_a_bad_record(tmp_path: Path) -> None:
