@@ -56,7 +56,7 @@ def read_bioc(file: Path, source: DataSource) -> Iterator[RawItem]:
         where, document, extra = item
         try:
             record, warnings = bioc_record(document, captions=source.captions, extra=extra)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
             yield name, where, f"{file.stem}-{count}", BadRecord(name, where, f"not a BioC document: {error!r}")
             continue
         yield name, where, f"{file.stem}-{count}", record
@@ -74,8 +74,8 @@ def _xml_documents(file: Path) -> Iterator[tuple[str, BioCDocument, dict[str, An
             where = f"document {count}"
             try:
                 document = _document_from_xml(element)
-            except (KeyError, TypeError, ValueError) as error:
-                yield BadRecord(name, where, f"not a BioC document: {error!r}")
+            except (KeyError, IndexError, TypeError, ValueError) as error:
+                yield BadRecord(name, where, f"not a BioC document: {error}")
                 continue
             yield f"{where} ({document.id})" if document.id else where, document, {}
     except XmlProblem as problem:
@@ -86,14 +86,14 @@ def _document_from_xml(element: Element) -> BioCDocument:
     document = BioCDocument()
     document.id = element_text(next(iter(children(element, "id")), None))
     document.infons = _infons(element)
-    for node in children(element, "passage"):
+    for number, node in enumerate(children(element, "passage"), start=1):
         passage = BioCPassage()
-        passage.offset = int(element_text(children(node, "offset")[0]))
+        passage.offset = _offset(node, f"passage {number}")
         passage.infons = _infons(node)
         passage.text = "".join(children(node, "text")[0].itertext()) if children(node, "text") else ""
         for sentence_node in children(node, "sentence"):
             sentence = BioCSentence()
-            sentence.offset = int(element_text(children(sentence_node, "offset")[0]))
+            sentence.offset = _offset(sentence_node, f"a sentence of passage {number}")
             sentence.text = "".join(children(sentence_node, "text")[0].itertext()) \
                 if children(sentence_node, "text") else ""
             sentence.infons = _infons(sentence_node)
@@ -114,8 +114,19 @@ def _annotation_from_xml(element: Element) -> BioCAnnotation:
     annotation.infons = _infons(element)
     annotation.text = "".join(children(element, "text")[0].itertext()) if children(element, "text") else ""
     for location in children(element, "location"):
-        annotation.add_location(BioCLocation(int(location.get("offset", "")), int(location.get("length", ""))))
+        try:
+            annotation.add_location(BioCLocation(int(location.get("offset", "")), int(location.get("length", ""))))
+        except ValueError:
+            raise ValueError(f"annotation {annotation.id or annotation.text!r} has a location without a whole-number "
+                             "offset and length") from None
     return annotation
+
+
+def _offset(node: Element, what: str) -> int:
+    text = element_text(next(iter(children(node, "offset")), None))
+    if not text.lstrip("-").isdigit():
+        raise ValueError(f"{what} has no whole-number <offset> (got {text!r})")
+    return int(text)
 
 
 def _infons(element: Element) -> dict[str, str]:
@@ -144,7 +155,7 @@ def _json_documents(file: Path) -> Iterator[tuple[str, BioCDocument, dict[str, A
             continue
         try:
             document = parse_doc(_complete(obj))
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
             yield BadRecord(name, where, f"not a BioC document: missing or bad {error}")
             continue
         document.id = str(document.id) if document.id is not None else ""

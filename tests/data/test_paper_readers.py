@@ -296,3 +296,14 @@ def test_an_undeclared_named_entity_is_a_bad_record_with_its_place(tmp_path: Pat
                     '<article-title>A&nbsp;title</article-title></title-group></article-meta></front></article>\n')
     [bad] = read(path).bad
     assert bad.where == "line 2, column 60" and bad.reason.startswith("undefined entity")
+
+
+def test_a_bad_bioc_document_is_one_bad_record(tmp_path: Path) -> None:
+    text = (FIXTURES / "bioc_collection.xml").read_text()
+    path = tmp_path / "one_bad.xml"
+    path.write_text(text.replace("<offset>21</offset>", "<offset>x</offset>"))  # document 2's second passage
+    result = read(path)
+    assert [p.id for p in result.papers] == ["33000001"]
+    [bad] = result.bad
+    assert (bad.where, bad.reason) == ("document 2", "not a BioC document: passage 2 has no whole-number "
+                                                     "<offset> (got 'x')")
