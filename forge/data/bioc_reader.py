@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,21 +136,10 @@ def _infons(element: Element) -> dict[str, str]:
 
 def _json_documents(file: Path) -> Iterator[tuple[str, BioCDocument, dict[str, Any]] | BadRecord]:
     name = str(file)
-    with open_binary(file) as handle:
-        raw = handle.read().decode("utf-8", errors="replace")
-    try:
-        data = json.loads(raw)
-        objects: list[tuple[str, Any]] = [(f"document {i + 1}", d) for i, d in enumerate(_document_list(data))]
-    except json.JSONDecodeError:
-        objects = []
-        for number, line in enumerate(raw.splitlines(), start=1):  # one document per line
-            if not line.strip():
-                continue
-            try:
-                objects.append((f"line {number}", json.loads(line)))
-            except json.JSONDecodeError as error:
-                yield BadRecord(name, f"line {number}", f"invalid JSON: {error.msg}")
-    for where, obj in objects:
+    for where, obj in _json_objects(file):
+        if isinstance(obj, BadRecord):
+            yield obj
+            continue
         if not isinstance(obj, dict):
             yield BadRecord(name, where, f"expected a BioC document object, got {type(obj).__name__}")
             continue
@@ -160,6 +150,41 @@ def _json_documents(file: Path) -> Iterator[tuple[str, BioCDocument, dict[str, A
             continue
         document.id = str(document.id) if document.id is not None else ""
         yield f"{where} ({document.id})" if document.id else where, document, obj
+
+
+def _json_objects(file: Path) -> Iterator[tuple[str, Any]]:
+    """(where, document) of a BioC JSON file: one document per line is streamed line by line; anything else
+    (a collection, `{"PubTator3": [...]}`, a list) is one JSON value, read whole."""
+    name = str(file)
+    try:
+        with open_binary(file) as handle:
+            first = next((line for line in handle if line.strip()), b"")
+        try:
+            start = json.loads(first)
+            per_line = isinstance(start, dict) and "passages" in start
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            per_line = False
+        with open_binary(file) as handle:
+            if per_line:
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield f"line {number}", json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                        yield "", BadRecord(name, f"line {number}", f"invalid JSON: {getattr(error, 'msg', error)}")
+                return
+            raw = handle.read()
+    except (EOFError, OSError, zlib.error) as error:  # a gzip stream cut short or damaged
+        yield "", BadRecord(name, "file", f"cannot read: {error}")
+        return
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        yield "", BadRecord(name, "file", f"invalid JSON: {error}")
+        return
+    for i, document in enumerate(_document_list(data)):
+        yield f"document {i + 1}", document
 
 
 def _document_list(data: Any) -> list[Any]:

@@ -46,6 +46,13 @@ class Gunzip(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line (with its newline), without reading the stream byte by byte as io.RawIOBase would."""
+        while not self.ended and self.buffer.find(b"\n", self.position) < 0:
+            self._fill()
+        newline = self.buffer.find(b"\n", self.position)
+        return self.read(newline + 1 - self.position if newline >= 0 else -1)
+
     def read(self, size: int = -1) -> bytes:
         while not self.ended and (size < 0 or len(self.buffer) - self.position < size):
             self._fill()

@@ -307,3 +307,17 @@ def test_a_bad_bioc_document_is_one_bad_record(tmp_path: Path) -> None:
     [bad] = result.bad
     assert (bad.where, bad.reason) == ("document 2", "not a BioC document: passage 2 has no whole-number "
                                                      "<offset> (got 'x')")
+
+
+def test_gzipped_bioc_json_lines_stream_and_a_cut_keeps_the_lines_before(tmp_path: Path) -> None:
+    documents = json.loads((FIXTURES / "pubtator.json").read_text())["PubTator3"]
+    lines = "".join(json.dumps({**documents[0], "id": f"d{i}"}) + "\n" for i in range(200)).encode()
+    whole = tmp_path / "pubtator.jsonl.gz"
+    whole.write_bytes(gzip.compress(lines))
+    assert [p.id for p in read(whole).papers] == [f"d{i}" for i in range(200)]
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(lines)[:-100])
+    result = read(cut)
+    assert 0 < len(result.papers) < 200 and [p.id for p in result.papers] == [f"d{i}" for i in range(len(result.papers))]
+    assert [(b.where, b.reason.split(":")[0]) for b in result.bad][-1] == ("file", "cannot read")
+    assert "gzip stream ends early" in result.bad[-1].reason
