@@ -7,6 +7,7 @@ adapter/ and summary.json (see docs/training.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -133,6 +134,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         notes += loaded.notes
         # training.memory: which layers are checkpointed and offloaded, and the micro-batch, for what is free now
         memory_plan = memory_module.plan_after_load(recipe, loaded.model, speed, notes) if memory_planned else None
+        if memory_plan is not None and not memory_plan.choice.offloaded:
+            speed = dataclasses.replace(speed, activation_offload=False)  # nothing for it to move
         if memory_plan is not None and not memory_plan.choice.checkpointed and checkpointing:
             checkpointing = False
             loaded.model.activation_checkpointing_disable()  # on already for a quantized model
