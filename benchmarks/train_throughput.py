@@ -650,6 +650,8 @@ def main() -> int:
                     rows.append(run_forge(recipes[(seq, batch)], name, concrete, args.work, args.warmup, log, env,
                                           seq, batch, args.timeout, args.window))
                     print(json.dumps(rows[-1])[:400], flush=True)
+                    # kept as they come: a call stopped at its time limit still has every finished row
+                    (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
     order = {name: i for i, name in enumerate(["plain", "plain-bf16", "forge", *[v[0] for v in variants[1:]],
                                                "unsloth"])}
     rows.sort(key=lambda r: (r["seq"], r["batch"], order.get(r["stack"], 99)))
