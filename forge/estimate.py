@@ -152,7 +152,8 @@ def memory_choice(recipe: Recipe, s: Shape, base: float) -> dict[str, Any]:
     least = smallest(s, sizes, micro_batch=micro[-1], may_checkpoint=t.gradient_checkpointing, may_offload=offload,
                      **common)
     fastest = choose(s, sizes, float("inf"), micro_batches=micro, peak_flops=peak_flops("H100"), **common)
-    out: dict[str, Any] = {"budget": t.memory, "least": least.describe()}
+    out: dict[str, Any] = {"budget": t.memory, "least": least.describe(),
+                           "note": "peaks of allocated memory; tokens/s predicted for a 989 TFLOP/s (H100/H200) GPU"}
     if t.memory == "auto":
         out["fastest"] = fastest.describe() if fastest else None
         out["choice"] = "at run time, from the device's free memory (between the two above)"

@@ -157,7 +157,7 @@ def _choice(shape: Shape, sizes: Sizes, seq: int, micro: int, c: int, m: int, lo
 
 
 def _rank(choice: Choice) -> tuple[float, ...]:
-    # the predicted rate where the GPU is known; else fewer recomputed FLOPs, then the busier micro-batch
+    # the predicted rate up to the GPU's peak (the same for every choice): busier micro-batches, fewer FLOPs
     speed = efficiency(choice.tokens) / choice.hardware_flops
     return (speed, -choice.offloaded)
 
