@@ -26,6 +26,11 @@ optimizer. `--render ROWS.json` prints the table of an earlier run again.
         [--warmup 2] [--window 1] [--stacks plain,forge,unsloth] [--unsloth-site DIR]
         [--variant NAME:KEY=VALUE,...]
 
+Forge's rows plan their memory (`training.memory`, auto by default); `--variant at16:training.memory=16GiB` adds
+rows at a budget, `--variant upeak:training.memory=@unsloth` rows at Unsloth's own peak (allocated) at each shape
+(Unsloth then runs before Forge). The MFU column: model FLOPs per token (forge/flops.py) x tokens/s over the GPU's
+peak dense bf16 FLOP/s; the memory-plan column: the layers Forge checkpointed and offloaded, and its predicted peak.
+
 The model (13.5 GB in bf16, 3.9 GB as NF4) is built once under --work (default /tmp/forge-throughput); nothing
 is downloaded. A second table (--real) trains on papers of the demo corpus's length distribution, where
 padding matters, counting only real tokens, with and without padding-free rows.
@@ -363,7 +368,8 @@ def run_forge(recipe: Path, name: str, overrides: list[str], work: Path, warmup:
                error=None if summary.get("status") == "completed" else f"{summary.get('status')}: "
                                                                         f"{str(summary.get('error'))[:160]}",
                tokens_per_second=statistics.median(rates) if rates else None,
-               peak_allocated=summary.get("peak_memory_bytes"), peak_reserved=summary.get("peak_memory_reserved_bytes"))
+               peak_allocated=summary.get("peak_memory_bytes"), peak_reserved=summary.get("peak_memory_reserved_bytes"),
+               memory=summary.get("memory"), flops=summary.get("flops"))
     return row
 
 
@@ -503,38 +509,65 @@ def loss_gap(a: list[float] | None, b: list[float] | None, n: int) -> str:
     return f"{max(abs(x - y) / abs(y) for x, y in zip(a[:k], b[:k])):.1e}"
 
 
+def model_flops(seq: int) -> float:
+    """Model FLOPs per token of the benchmark's 7B QLoRA step at `seq` (forge/flops.py: no recompute counted)."""
+    sys.path.insert(0, str(REPO))
+    from forge.estimate import Shape
+    from forge.flops import flops_per_token
+
+    shape = Shape(LLAMA2_7B["hidden_size"], LLAMA2_7B["num_hidden_layers"], LLAMA2_7B["num_attention_heads"],
+                  LLAMA2_7B["num_key_value_heads"], LLAMA2_7B["intermediate_size"], LLAMA2_7B["vocab_size"])
+    return flops_per_token(shape, seq, lora_r=16).model
+
+
+def mfu(row: dict, device: str) -> str:
+    sys.path.insert(0, str(REPO))
+    from forge.flops import peak_flops
+
+    peak, tps = peak_flops(device), row.get("tokens_per_second")
+    return f"{tps * model_flops(row['seq']) / peak:.1%}" if peak and tps else "-"
+
+
+def memory_plan(row: dict) -> str:
+    """A forge row's training.memory choice: checkpointed / offloaded layers and the predicted peak."""
+    plan = row.get("memory")
+    if not plan:
+        return ""
+    c = plan["choice"]
+    return f"ckpt {c['checkpointed']}/{c['layers']}, offl. {c['offloaded']}; pred. {gib(plan['predicted_peak_bytes'])}"
+
+
 def table(rows: list[dict], steps: int, device: str, fresh: tuple[int, int] | None = None,
           date: str | None = None, window: int = 1) -> str:
     """The Markdown table. Loss gaps only for `fresh` (the first shape run): the plain and Unsloth workers
     train one model through every shape, so only their first shape starts from the same adapters as forge."""
     by = {(r["stack"], r["seq"], r["batch"]): r for r in rows}
     lines = [f"QLoRA training throughput, {device}, {date or dt.date.today().isoformat()} "
-             f"(random-init Llama-2-7B shape, NF4 + double quant, LoRA r16 all-linear, dropout 0, gradient "
-             f"checkpointing; median step of {steps} after warm-up"
-             f"{f', timed in windows of {window} steps' if window > 1 else ''})", "",
-             "| stack | seq x batch | tokens/s | peak GiB (allocated / reserved) | vs plain | vs unsloth | "
-             "losses (first 3 steps) | max rel. loss gap, 3 steps: vs plain | vs plain-bf16 |",
-             "|---|---|---:|---|---:|---:|---|---:|---:|"]
+             f"(random-init Llama-2-7B shape, NF4 + double quant, LoRA r16 all-linear, dropout 0; Unsloth and plain "
+             f"checkpoint every layer, Forge as training.memory plans; median step of {steps} after warm-up"
+             f"{f', timed in windows of {window} steps' if window > 1 else ''}; MFU: model FLOPs per token x tokens/s "
+             "over the GPU's peak dense bf16 FLOP/s)", "",
+             "| stack | seq x batch | tokens/s | vs unsloth | MFU | peak GiB (allocated / reserved) | memory plan "
+             "(checkpointed / offloaded layers; predicted peak) | losses (first 3 steps) | max rel. loss gap, 3 steps: "
+             "vs unsloth | vs plain |",
+             "|---|---|---:|---:|---:|---|---|---|---:|---:|"]
     for r in rows:
         key = (r["seq"], r["batch"])
-        plain, uns, plain16 = by.get(("plain", *key)), by.get(("unsloth", *key)), by.get(("plain-bf16", *key))
+        plain, uns = by.get(("plain", *key)), by.get(("unsloth", *key))
         tps = r.get("tokens_per_second")
         if r.get("error") or not tps:
-            lines.append(f"| {r['stack']} | {key[0]}x{key[1]} | {r.get('error') or 'no steps'} | | | | | | |")
+            lines.append(f"| {r['stack']} | {key[0]}x{key[1]} | {r.get('error') or 'no steps'} | | | | | | | |")
             continue
-
-        def ratio(other):
-            return f"{tps / other['tokens_per_second']:.2f}x" if other and other.get("tokens_per_second") else "-"
-
+        vs = f"{tps / uns['tokens_per_second']:.2f}x" if uns and uns.get("tokens_per_second") and r is not uns else ""
         losses = ", ".join(f"{x:.4f}" for x in (r.get("losses") or [])[:3])
         comparable = fresh is None or key == fresh
-        gap = loss_gap(r.get("losses"), plain.get("losses") if plain and comparable else None, 3) \
+        gap_u = loss_gap(r.get("losses"), uns.get("losses") if uns and comparable else None, 3) \
+            if r["stack"] != "unsloth" else ""
+        gap_p = loss_gap(r.get("losses"), plain.get("losses") if plain and comparable else None, 3) \
             if r["stack"] != "plain" else ""
-        gap16 = loss_gap(r.get("losses"), plain16.get("losses") if plain16 and comparable else None, 3) \
-            if r["stack"] != "plain-bf16" else ""
-        lines.append(f"| {r['stack']} | {key[0]}x{key[1]} | {tps:,.0f} | {gib(r.get('peak_allocated'))} / "
-                     f"{gib(r.get('peak_reserved'))} | {ratio(plain) if r['stack'] != 'plain' else ''} | "
-                     f"{ratio(uns) if r['stack'] != 'unsloth' else ''} | {losses} | {gap} | {gap16} |")
+        lines.append(f"| {r['stack']} | {key[0]}x{key[1]} | {tps:,.0f} | {vs} | {mfu(r, device)} | "
+                     f"{gib(r.get('peak_allocated'))} / {gib(r.get('peak_reserved'))} | {memory_plan(r)} | {losses} | "
+                     f"{gap_u} | {gap_p} |")
     return "\n".join(lines)
 
 
@@ -560,7 +593,8 @@ def main() -> int:
     parser.add_argument("--stacks", default="plain,plain-bf16,forge,unsloth")
     parser.add_argument("--unsloth-site", type=Path, help="folder holding unsloth and the versions it needs")
     parser.add_argument("--variant", action="append", default=[],
-                        help="extra forge rows, NAME:KEY=VALUE,KEY=VALUE (recipe overrides); an item @PATCH runs an "
+                        help="extra forge rows, NAME:KEY=VALUE,KEY=VALUE (recipe overrides; VALUE @unsloth: Unsloth's "
+                             "peak allocated memory at that shape, as training.memory=@unsloth); an item @PATCH runs an "
                              "earlier version of a part instead (trl-metrics, guard-norm, blocking-copies, host-walks)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--real", action="store_true",
@@ -594,13 +628,7 @@ def main() -> int:
                                    args.timeout, args.window)
         variants = [("forge", [])] + [(v.split(":", 1)[0], [o for o in v.split(":", 1)[1].split(",") if o])
                                       for v in args.variant]
-        if "forge" in stacks:
-            for seq, batch in shapes:
-                for name, overrides in variants:
-                    rows.append(run_forge(recipes[(seq, batch)], name, overrides, args.work, args.warmup, log, env,
-                                          seq, batch, args.timeout, args.window))
-                    print(json.dumps(rows[-1])[:400], flush=True)
-        if "unsloth" in stacks:
+        if "unsloth" in stacks:  # first: a forge row may take Unsloth's peak as its memory budget
             if args.unsloth_site and args.unsloth_site.is_dir():
                 uenv = {**env, "PYTHONPATH": str(args.unsloth_site), "UNSLOTH_DISABLE_STATISTICS": "1"}
                 rows += run_worker("unsloth", model, batches, args.shapes, args.steps, args.warmup, args.work, log,
@@ -608,6 +636,22 @@ def main() -> int:
             else:
                 rows += [{"stack": "unsloth", "seq": s, "batch": b,
                           "error": "skipped: no --unsloth-site with the unsloth package"} for s, b in shapes]
+        if "forge" in stacks:
+            for seq, batch in shapes:
+                for name, overrides in variants:
+                    unsloth = next((r for r in rows if r["stack"] == "unsloth" and (r["seq"], r["batch"]) == (seq, batch)
+                                    and r.get("peak_allocated")), None)
+                    if any(o.endswith("=@unsloth") for o in overrides) and unsloth is None:
+                        rows.append({"stack": name, "seq": seq, "batch": batch, "error": "no Unsloth peak to match"})
+                        continue
+                    # KEY=@unsloth: Unsloth's own peak (allocated) at this shape, in bytes
+                    concrete = [o.replace("=@unsloth", f"={unsloth['peak_allocated']}B") if unsloth else o
+                                for o in overrides]
+                    rows.append(run_forge(recipes[(seq, batch)], name, concrete, args.work, args.warmup, log, env,
+                                          seq, batch, args.timeout, args.window))
+                    print(json.dumps(rows[-1])[:400], flush=True)
+                    # kept as they come: a call stopped at its time limit still has every finished row
+                    (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
     order = {name: i for i, name in enumerate(["plain", "plain-bf16", "forge", *[v[0] for v in variants[1:]],
                                                "unsloth"])}
     rows.sort(key=lambda r: (r["seq"], r["batch"], order.get(r["stack"], 99)))

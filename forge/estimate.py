@@ -10,6 +10,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
+from forge.recipe.rules import sharded_engine
 from forge.recipe.schema import Recipe
 
 GIB = 1024**3
@@ -114,6 +115,7 @@ def _estimate(recipe: Recipe, s: Shape) -> dict[str, Any]:
     else:
         logits = tokens * s.vocab * 4 * 2  # fp32 logits and their gradient
     peak = weights + state + activations + logits
+    memory = memory_choice(recipe, s, weights + state)
     return {
         "known": True,
         "parameters": total,
@@ -125,4 +127,43 @@ def _estimate(recipe: Recipe, s: Shape) -> dict[str, Any]:
         "tokens_per_micro_batch": tokens,
         "note": "rough estimate for one GPU with training.speed as planned (measured on a 7B QLoRA run: "
                 "within 15 % above the peak allocated)",
+        "memory_plan": memory,
     }
+
+
+def memory_choice(recipe: Recipe, s: Shape, base: float) -> dict[str, Any]:
+    """`training.memory` as `forge plan` shows it: for a size, the setting Forge picks (predicted peak, and
+    tokens/s on an H100/H200-class GPU); for auto, the two ends between which `forge run` picks on the device."""
+    from forge.flops import peak_flops
+    from forge.memory_plan import activation_sizes, choose, smallest
+    from forge.sizes import parse_size
+
+    t = recipe.training
+    if t.memory == "off" or recipe.model.task != "causal_lm" or sharded_engine(recipe):
+        return {"budget": t.memory if t.memory == "off" else "off (causal LMs on one process or DDP only)"}
+    micro = [t.micro_batch_size] if t.micro_batch_size != "auto" else _micro_options(
+        t.effective_batch_size or t.gradient_accumulation_steps)
+    sizes = activation_sizes(s, base=base, liger=t.speed.liger_kernels is not False,
+                             fused_lora=t.speed.fused_lora is not False and recipe.lora.enabled)
+    lora = recipe.lora
+    common = dict(seq=t.max_seq_length, lora_r=lora.r if lora.enabled else None,
+                  lora_targets=lora.target_modules if lora.enabled else None)
+    offload = t.speed.activation_offload is not False and recipe.distribution.strategy in ("none", "ddp")
+    least = smallest(s, sizes, micro_batch=micro[-1], may_checkpoint=t.gradient_checkpointing, may_offload=offload,
+                     **common)
+    fastest = choose(s, sizes, float("inf"), micro_batches=micro, peak_flops=peak_flops("H100"), **common)
+    out: dict[str, Any] = {"budget": t.memory, "least": least.describe(),
+                           "note": "peaks of allocated memory; tokens/s predicted for a 989 TFLOP/s (H100/H200) GPU"}
+    if t.memory == "auto":
+        out["fastest"] = fastest.describe() if fastest else None
+        out["choice"] = "at run time, from the device's free memory (between the two above)"
+        return out
+    choice = choose(s, sizes, parse_size(t.memory), micro_batches=micro, peak_flops=peak_flops("H100"),
+                    may_checkpoint=t.gradient_checkpointing, may_offload=offload,
+                    must_offload=t.speed.activation_offload is True, **common)
+    out["choice"] = choice.describe() if choice else f"nothing fits {t.memory} (the least is above)"
+    return out
+
+
+def _micro_options(effective: int) -> list[int]:
+    return [size for size in (2**k for k in range(21)) if size <= effective and effective % size == 0][::-1]

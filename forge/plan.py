@@ -122,6 +122,7 @@ def _trainer(recipe: Recipe, run_dir: str, notes: list[str]) -> dict[str, Any]:
         "include_num_input_tokens_seen": "non_padding",
         "report_to": "none",  # Forge logs to MLflow itself, so a dead server cannot stop training
         "speed": t.speed.model_dump(),  # decided for the machine by run_recipe (forge/train/speed.py)
+        "memory": t.memory,  # planned for the device by run_recipe (forge/memory_plan.py, forge/train/memory.py)
         "early_stopping": ({"patience": t.early_stopping.patience, "threshold": t.early_stopping.min_delta}
                            if t.early_stopping.enabled else None),
     }

@@ -62,7 +62,11 @@ def format_plan(resolved: Resolved, plan: Plan) -> str:
     if plan.launch["deepspeed"]:
         lines += _table("DeepSpeed config", _flatten(plan.launch["deepspeed"]))
     lines += _table("Serving", plan.serving)
-    lines += _table("Memory estimate (one device)", plan.estimate)
+    estimate = {k: v for k, v in plan.estimate.items() if k != "memory_plan"}
+    lines += _table("Memory estimate (one device)", estimate)
+    if plan.estimate.get("memory_plan"):  # whole lines: each names a setting and its predicted peak and speed
+        lines.append("\nMemory plan (training.memory)")
+        lines += [f"  {k:<7}  {v}" for k, v in plan.estimate["memory_plan"].items()]
     if plan.notes:
         lines.append("\nNotes")
         lines += [f"  - {note}" for note in plan.notes]

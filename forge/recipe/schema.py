@@ -199,7 +199,14 @@ class TrainingSection(Section):
         description="Examples per optimizer step per process; needed by micro_batch_size auto, which splits it.")
     max_seq_length: int = Field(2048, ge=16, le=1_048_576, description="Tokens per example after truncation or packing.")
     packing: bool = Field(False, description="Pack several examples into one sequence.")
-    gradient_checkpointing: bool = Field(True, description="Recompute activations in the backward pass to save memory.")
+    gradient_checkpointing: bool = Field(True, description="Recompute activations in the backward pass to save memory "
+                                         "(with training.memory not off: where the budget needs it, layer by layer).")
+    memory: str = Field(
+        "auto", pattern=r"^(auto|off|[0-9]+(\.[0-9]+)?\s*([KkMmGgTt][Ii]?)?[Bb])$",
+        description="GPU memory budget for one process: auto (what the device has free, less a margin) or a size "
+                    "such as 16GiB; Forge picks the fastest setting whose peak fits it (which decoder layers are "
+                    "checkpointed, which of their inputs wait in CPU memory, the micro-batch when it is auto). "
+                    "off: every layer checkpointed as gradient_checkpointing says.")
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = Field(
         "auto", description="Autocast dtype; auto: bf16 on a GPU that has it, none on the CPU.")
     loss: str = Field("causal_lm", min_length=1,

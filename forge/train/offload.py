@@ -194,22 +194,36 @@ def _compiled(forward: Callable) -> Callable:
 class Installer:
     """Routes the checkpointed layers of `model` through one stash on `device` (offload), through a compiled
     forward (compile), or both. The trainer turns checkpointing on again when training begins (which resets
-    each layer's checkpoint function), so `callback()` installs once more at that moment."""
+    each layer's checkpoint function and flag), so `callback()` installs once more at that moment.
 
-    def __init__(self, model: Any, device: Any, offload: bool = True, compiled: bool = False) -> None:
+    checkpointed: checkpoint only the first this many decoder layers (transformers' per-layer flag; the others
+    keep their activations); offloaded: of those, offload only the first this many layers' inputs (the others stay
+    on the GPU, checkpointed by the function the layer had). None: every layer, as the model has it."""
+
+    def __init__(self, model: Any, device: Any, offload: bool = True, compiled: bool = False,
+                 checkpointed: int | None = None, offloaded: int | None = None) -> None:
         self.model, self.stash, self.layers = model, Stash(device) if offload else None, 0
-        self.compiled = compiled
+        self.compiled, self.checkpointed, self.offloaded = compiled, checkpointed, offloaded
 
     def install(self) -> int:
         from transformers.modeling_layers import GradientCheckpointingLayer
 
-        self.layers = 0
+        self.layers, index = 0, 0
         for module in self.model.modules():
+            if not isinstance(module, GradientCheckpointingLayer):
+                continue
+            if self.checkpointed is not None and module.gradient_checkpointing and index >= self.checkpointed:
+                module.gradient_checkpointing = False  # keeps its activations: nothing to recompute
+                if self.compiled and not getattr(module, "_forge_compiled", False):
+                    module.compile()  # no checkpoint inside it: the whole layer is one graph
+                    module._forge_compiled = True
             current = getattr(module, "_gradient_checkpointing_func", None)
-            if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing and current is not None:
+            if module.gradient_checkpointing and current is not None:
+                stash = self.stash if self.offloaded is None or index < self.offloaded else None
                 if not getattr(current, "forge_offload", False):
-                    module._gradient_checkpointing_func = checkpoint_function(self.stash, current, self.compiled)
+                    module._gradient_checkpointing_func = checkpoint_function(stash, current, self.compiled)
                 self.layers += 1
+            index += 1
         return self.layers
 
     def checkpointable(self) -> int:

@@ -13,9 +13,11 @@ from transformers import TrainerCallback
 
 
 class ProgressBar(TrainerCallback):
-    """A tqdm bar over optimizer steps; evaluations print a line above it."""
+    """A tqdm bar over optimizer steps; evaluations print a line above it. With the run's FLOPs per token
+    (forge/flops.py) and the device's peak, the bar shows the model FLOPs utilisation (MFU) too."""
 
-    def __init__(self) -> None:
+    def __init__(self, flops: Any = None, peak_flops: float | None = None) -> None:
+        self.flops, self.peak_flops = flops, peak_flops
         self.bar: Any = None
         self._t0 = 0.0
         self._tokens0 = 0
@@ -42,6 +44,9 @@ class ProgressBar(TrainerCallback):
             postfix = {"loss": f"{logs['loss']:.4f}"}
             if elapsed > 0 and tokens > 0:
                 postfix["tok/s"] = f"{tokens / elapsed:,.0f}"
+                mfu = self.flops.utilisation(tokens / elapsed, self.peak_flops)["mfu"] if self.flops else None
+                if mfu:
+                    postfix["MFU"] = f"{mfu:.0%}"
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ adapter/ and summary.json (see docs/training.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -111,6 +112,13 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                              zero3=sharded and plan.launch.get("strategy") == "deepspeed",
                              tokens=None if recipe.training.micro_batch_size == "auto" else
                              plan.trainer["per_device_train_batch_size"] * plan.trainer["max_length"])
+        from forge.train import memory as memory_module
+
+        # training.memory: a GPU too crowded for even the smallest setting stops here, before minutes of loading
+        memory_planned = memory_module.planned(recipe, cuda=cuda, engine=plan.launch.get("strategy", "none"),
+                                               world=world)
+        if memory_planned:
+            notes += filter(None, [memory_module.check_before_load(recipe, speed, plan.estimate)])
         plan_model = {**plan.model, "attn_implementation": attention_for(
             speed, plan.model.get("attn_implementation"), cuda=cuda, packing=bool(plan.trainer.get("packing")))}
         with quiet_library_bars():
@@ -124,10 +132,27 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         if speed.compile == "regional" and not checkpointing:  # under checkpointing: inside it (below)
             notes.append(compile_regions(loaded.model))
         notes += loaded.notes
+        # training.memory: which layers are checkpointed and offloaded, and the micro-batch, for what is free now
+        memory_plan = memory_module.plan_after_load(recipe, loaded.model, speed, notes) if memory_planned else None
+        if memory_plan is not None and not memory_plan.choice.offloaded:
+            speed = dataclasses.replace(speed, activation_offload=False)  # nothing for it to move
+        if memory_plan is not None and not memory_plan.choice.checkpointed and checkpointing:
+            checkpointing = False
+            loaded.model.activation_checkpointing_disable()  # on already for a quantized model
+            if speed.compile == "regional":
+                notes.append(compile_regions(loaded.model))
+
+        flops, peak_flops = memory_module.flops_for(
+            recipe, loaded.model, cuda=cuda, checkpointed=memory_plan.choice.checkpointed if memory_plan else
+            None if checkpointing else 0)
 
         # 5. Micro-batch: the plan's, or the largest that fits (same effective batch)
         micro, accumulation = None, None
-        if recipe.training.micro_batch_size == "auto":
+        if recipe.training.micro_batch_size == "auto" and memory_plan is not None:
+            effective = recipe.training.effective_batch_size or plan.trainer["gradient_accumulation_steps"]
+            micro, accumulation = memory_plan.choice.micro_batch, effective // memory_plan.choice.micro_batch
+            notes.append(f"micro_batch_size auto: {micro} x {accumulation} accumulation = {effective} per step")
+        elif recipe.training.micro_batch_size == "auto":
             effective = recipe.training.effective_batch_size or plan.trainer["gradient_accumulation_steps"]
             fits = cuda_probe(loaded.model, plan.trainer["max_length"], len(loaded.tokenizer),
                               gradient_checkpointing=checkpointing,
@@ -138,11 +163,15 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         settings = trainer_settings(plan.trainer, output_dir=str(run_dir / "checkpoints"), micro_batch=micro,
                                     accumulation=accumulation, cuda=cuda,
                                     bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
-        settings.args["activation_offloading"] = speed.activation_offload
+        settings.args["activation_offloading"] = speed.activation_offload and checkpointing
+        if memory_plan is not None:  # one process: Forge's own offload, of the inputs the plan names, or none
+            settings.args.update(activation_checkpointing=checkpointing, activation_offloading=False)
         if settings.args["dataloader_num_workers"]:  # tokenizing is done: no fork-after-parallelism warning
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        routes = _checkpoint_routes(loaded.model, settings, notes, offload=speed.activation_offload and world == 1,
-                                    compiled=speed.compile == "regional") if checkpointing else None
+        layers = (memory_plan.choice.checkpointed, memory_plan.choice.offloaded) if memory_plan else (None, None)
+        routes = _checkpoint_routes(loaded.model, settings, notes, offload=speed.activation_offload and world == 1
+                                    and layers[1] != 0, compiled=speed.compile == "regional",
+                                    layers=layers) if checkpointing else None
         settings.speed = summary["speed"] = speed.to_dict()
         _distributed_args(settings.args, plan.launch, run_dir, world)
         if validation is None:
@@ -168,7 +197,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         stopper = StopOnSignal()
         # the guard after the stopper: a step that a signal makes save waits for its gradient norm first
         forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), stopper, guard,
-                           *([ProgressBar()] if progress else []), *([routes] if routes else [])]
+                           *([ProgressBar(flops, peak_flops)] if progress else []), *([routes] if routes else [])]
         with quiet_library_bars():
             trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
                                     loss_function=loss_function(settings.loss, recipe.training.loss_module),
@@ -210,6 +239,9 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             say(f"forge: interrupted at step {trainer.state.global_step}; checkpoint saved, run again to resume")
 
         summary.update(_results(run_dir, trainer, metrics, loaded, bundle, settings, micro or 0, started))
+        summary["flops"] = memory_module.flops_summary(flops, peak_flops, summary.get("tokens_per_second"))
+        if memory_plan is not None:
+            summary["memory"] = memory_plan.summary(summary.get("peak_memory_bytes"))
         if world > 1:  # each rank's own peak; `forge run` gathers them into summary.json once all have exited
             write_json(run_dir / "ranks" / f"{rank}.json", {"rank": rank, "peak_memory_bytes": peak_memory_bytes(),
                                                             "peak_memory_reserved_bytes": peak_reserved_bytes()})
@@ -345,7 +377,8 @@ def _save_final(trainer: Any, target: Path, main: bool = True) -> Path:
     return target
 
 
-def _checkpoint_routes(model: Any, settings: Any, notes: list[str], *, offload: bool, compiled: bool) -> Any:
+def _checkpoint_routes(model: Any, settings: Any, notes: list[str], *, offload: bool, compiled: bool,
+                       layers: tuple[int | None, int | None] = (None, None)) -> Any:
     """Forge's own checkpoint function for the checkpointed layers: their inputs offloaded (in place of TRL's
     offload; one process, since DDP's gradient hooks do not expect the recompute inside the backward pass), their
     forward compiled (regional compile), or both. Returns the callback that installs it again when training
@@ -355,10 +388,12 @@ def _checkpoint_routes(model: Any, settings: Any, notes: list[str], *, offload: 
     from forge.train import offload as offload_module
     from forge.train.speed import compile_regions
 
-    if not (offload or compiled):
+    checkpointed, offloaded = layers  # training.memory's plan: the first n layers checkpointed, the first m offloaded
+    if not (offload or compiled or checkpointed is not None):
         return None
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    installer = offload_module.Installer(model, device, offload=offload, compiled=compiled)
+    installer = offload_module.Installer(model, device, offload=offload, compiled=compiled, checkpointed=checkpointed,
+                                         offloaded=offloaded)
     # checkpointing is on already for a quantized model; the trainer turns it on for the others (the callback
     # installs then)
     layers = installer.install() or installer.checkpointable()
@@ -368,8 +403,8 @@ def _checkpoint_routes(model: Any, settings: Any, notes: list[str], *, offload: 
         return None
     if offload:
         settings.args["activation_offloading"] = False
-        notes.append(f"activation_offload: the inputs of {layers} checkpointed layers kept in pinned CPU "
-                     "memory, copied on side streams")
+        notes.append(f"activation_offload: the inputs of {offloaded if offloaded is not None else layers} "
+                     "checkpointed layers kept in pinned CPU memory, copied on side streams")
     if compiled:
         notes.append(f"compile: {layers} decoder layers compiled (regional, inside their checkpoints)")
     return installer.callback()
@@ -501,5 +536,10 @@ def _final_line(summary: dict[str, Any]) -> str:
     if ev:
         text += (f"; validation loss {ev['first_loss']:.3f} -> {ev['loss']:.3f} "
                  f"(perplexity {ev['first_perplexity']:.1f} -> {ev['perplexity']:.1f})")
-    text += f"; peak memory {human_bytes(summary['peak_memory_bytes'])}; adapter in {summary['adapter_path']}"
+    text += f"; peak memory {human_bytes(summary['peak_memory_bytes'])}"
+    if summary.get("memory"):
+        text += f" (predicted {human_bytes(summary['memory']['predicted_peak_bytes'])})"
+    if (summary.get("flops") or {}).get("mfu"):
+        text += f"; MFU {summary['flops']['mfu']:.1%}"
+    text += f"; adapter in {summary['adapter_path']}"
     return text

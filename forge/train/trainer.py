@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from forge.model.errors import ForgeRuntimeError
 
-FORGE_ONLY_KEYS = ("mixed_precision", "loss", "early_stopping", "speed", "dataloader_workers")
+FORGE_ONLY_KEYS = ("mixed_precision", "loss", "early_stopping", "speed", "dataloader_workers", "memory")
 GPU_LOADER_WORKERS = 2
 RENAMED_ARGS = {"gradient_checkpointing": "activation_checkpointing",
                 "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}

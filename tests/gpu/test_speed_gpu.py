@@ -34,6 +34,7 @@ training:
   micro_batch_size: 8
   max_seq_length: 512
   gradient_checkpointing: true
+  memory: "off"  # every layer checkpointed: the switches are compared under checkpointing (test_memory_gpu.py: the plan)
   mixed_precision: bf16
   logging_steps: 1
   save_steps: 100
