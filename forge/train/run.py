@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forge.data.readers import source_digests
+from forge.file_modes import as_umask_allows
 from forge.model.errors import ForgeRuntimeError
 from forge.model.report import human_bytes, peak_memory_bytes, peak_reserved_bytes
 from forge.plan import Plan
@@ -332,6 +333,7 @@ def _save_final(trainer: Any, target: Path, main: bool = True) -> Path:
     Every process takes part (ZeRO-3 gathers the weights); rank 0 alone writes and renames."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
+        as_umask_allows(staging, directory=True)
         trainer.save_model(str(staging))
         if main and target.exists():
             old = target.with_name(f".{target.name}-old-{os.getpid()}")
