@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from forge.errors import ForgeError
+from forge.model.errors import ForgeRuntimeError
 from forge.plan import Plan, compile_plan
 from forge.recipe.errors import RecipeError
 from forge.recipe.rules import runtime_issues
@@ -19,6 +22,12 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
     """Resolve, compile and check a recipe against this machine; raise before anything heavy is loaded."""
     resolved = resolve(recipe_path, overrides)
     plan = compile_plan(resolved.recipe)
+    check_machine(resolved, plan)
+    return resolved, plan
+
+
+def check_machine(resolved: Resolved, plan: Plan) -> None:
+    """What depends on this machine (CUDA for 4-bit and DeepSpeed); the first step that imports torch."""
     if plan.launch["in_process"] and "CUDA_VISIBLE_DEVICES" not in os.environ:
         # one process trains on one GPU: with several visible, the trainer would fall back to nn.DataParallel
         os.environ["CUDA_VISIBLE_DEVICES"] = "0"
@@ -32,7 +41,22 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
     issues = runtime_issues(resolved.recipe, cuda)
     if issues:
         raise RecipeError([place(resolved.positions, resolved.chain[-1], *issue) for issue in issues])
-    return resolved, plan
+
+
+def check_run_dir_writable(run_dir: str) -> None:
+    """Refuse a run directory that cannot be created or written (a read-only output folder, a path through a
+    file) before anything is loaded, rather than with a traceback after the data and model were."""
+    path = Path(run_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".forge-write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+        raise ForgeRuntimeError(f"cannot create or write the run directory {path}: {e.strerror or e}{where}",
+                                "set run.output_dir to a folder you can write, or fix the folder's permissions",
+                                doc="run-directory-not-writable") from None
 
 
 def short_plan(resolved: Resolved, plan: Plan) -> str:
@@ -61,22 +85,26 @@ def short_plan(resolved: Resolved, plan: Plan) -> str:
 
 def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int:
     """`forge run`: returns the process exit code."""
-    resolved, plan = prepare(recipe_path, overrides)
-    print(short_plan(resolved, plan), flush=True)
-    from forge.train.run import exit_code, run_recipe
-
+    resolved = resolve(recipe_path, overrides)
+    plan = compile_plan(resolved.recipe)
+    # decided before torch is imported, so that a run already done says so at once
     done = read_json(f"{plan.run_dir}/summary.json")
     if resume != "never" and done.get("status") in ("completed", "stopped") and \
             _read_text(f"{plan.run_dir}/recipe.yaml") == resolved.yaml_text and _same_data(resolved, done):
         print(f"forge: {plan.run_dir} already holds this recipe's finished run ({done.get('steps')} steps, "
               f"adapter in {done.get('adapter_path')}); run with --fresh to train it again", flush=True)
         return 0
+    check_run_dir_writable(plan.run_dir)
+    check_machine(resolved, plan)
+    from forge.train.run import exit_code, run_recipe
 
     if plan.launch["in_process"]:
-        summary = run_recipe(resolved, plan, resume=resume)
+        summary = run_recipe(resolved, plan, resume=resume)  # prints the run's summary block before training
         code = exit_code(summary)
     else:  # several processes (or DeepSpeed/FSDP): accelerate launch, one forge.train.worker per rank
         from forge.train.launch import launch_run
+
+        print(short_plan(resolved, plan), flush=True)  # the launcher's lines and notes follow it
 
         code = launch_run(recipe_path, overrides, plan, resume=resume)
         summary = read_json(f"{plan.run_dir}/summary.json")

@@ -62,11 +62,11 @@ RawItem = tuple[str, str, str, "dict[str, Any] | BadRecord"]
 def read_sources(sources: Sequence[DataSource], on_error: Literal["skip", "fail"] = "skip",
                  max_papers: int | None = None, progress: bool = False) -> ReadResult:
     """Read every source in order into papers; stop once `max_papers` good papers are read."""
-    from tqdm.auto import tqdm
+    from forge.console import progress_bar
 
     result = ReadResult()
     seen: dict[str, str] = {}
-    with tqdm(desc="reading papers", unit=" papers", disable=not progress, leave=False,
+    with progress_bar(desc="reading papers", unit=" papers", disable=not progress, leave=False,
               delay=1) as bar:  # a bar only for corpora that take a while
         for source in sources:
             for source_name, where, default_id, record in _raw_items(source, result.files):

@@ -83,10 +83,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def disk_full(error: BaseException, folder: Path, free_below: int = 16 * 2**20) -> bool:
-    """Whether an error while writing to folder came from a full disk: ENOSPC, or an error without errno
-    (torch.save's "iostream error") while the folder's file system has almost no space left."""
+    """Whether an error while writing to folder came from a full disk: ENOSPC, an error that says so in its text
+    (safetensors'), or an error without errno (torch.save's "iostream error") while the folder's file system has
+    almost no space left."""
     if isinstance(error, OSError) and error.errno is not None:
         return error.errno == errno.ENOSPC
+    if "No space left on device" in str(error) or f"os error {errno.ENOSPC})" in str(error):  # safetensors (Rust)
+        return True
     try:
         stats = os.statvfs(folder)
     except OSError:

@@ -155,3 +155,34 @@ def test_a_real_full_disk_during_a_save_keeps_the_last_checkpoint_and_resumes(
     summary = run_recipe(*prepare(recipe, *overrides), progress=False)
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("checkpoint-4")
     assert_same_run(run_dir, reference_run)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path, reference_run: ReferenceRun):
+    """A tmpfs that holds the run's small files and half a checkpoint: the first save fills it."""
+    checkpoint = _folder_bytes(latest_complete(reference_run.run_dir / "checkpoints"))
+    small_files = sum(-(-p.stat().st_size // 4096) * 4096 for p in reference_run.run_dir.iterdir() if p.is_file())
+    size = small_files + 64 * 1024 + checkpoint // 2
+    folder = tmp_path / "disk"
+    if not _mount_tmpfs(folder, size):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_disk_full_at_the_first_checkpoint_is_one_line_naming_the_folder(
+        tiny_disk: Path, write_recipe: Callable[..., Path], fake_data: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """safetensors reports a full disk as its own error type (not OSError): still one line, exit 2, no traceback."""
+    from forge.cli import main
+
+    recipe = write_recipe("first_save")
+    code = main(["run", str(recipe), f"run.output_dir={tiny_disk}", "evaluation.enabled=false"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("forge:")]
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    assert len(lines) == 1 and f"the disk filled up while training wrote to {tiny_disk}/first_save" in lines[0]
+    assert "Forge resumes from the start" in lines[0]
+    assert not any(is_complete(p) for p in (tiny_disk / "first_save" / "checkpoints").glob("checkpoint-*"))
