@@ -83,7 +83,11 @@ def build_datasets(recipe: Recipe, tokenizer: Any = None, progress: bool = True)
     stats.bad_examples = [str(b) for b in read.bad[:10]]
     stats.seconds["read"] = time.perf_counter() - started
     if not read.papers:
-        reasons = "; ".join(f"{r} ({n})" for r, n in list(stats.bad_by_reason.items())[:3]) or "the sources are empty"
+        # each reason with the first record that had it, so that the message names the file
+        first = {b.reason: b for b in reversed(read.bad)}
+        reasons = "; ".join(f"{first[r]}" + (f" (and {n - 1} more like it)" if n > 1 else "")
+                            for r, n in list(stats.bad_by_reason.items())[:3]) or \
+            f"the sources hold no records ({', '.join(read.files) or 'no files'})"
         raise DataError(f"no papers could be read from data.sources: {reasons}",
                         "check the files and data.sources[].format")
 

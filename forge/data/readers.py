@@ -169,8 +169,15 @@ def _file_items(file: Path, fmt: str) -> Iterator[RawItem]:
     name = str(file)
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        yield name, "file", file.stem, BadRecord(name, "file", f"unreadable: {error}")
+    except UnicodeDecodeError as error:  # binary data, or text in another encoding
+        yield name, "file", file.stem, BadRecord(name, "file", f"not UTF-8 text (byte 0x{error.object[error.start]:02x} "
+                                                               f"at offset {error.start}): binary data?")
+        return
+    except OSError as error:
+        yield name, "file", file.stem, BadRecord(name, "file", f"unreadable: {error.strerror or error}")
+        return
+    if not text.strip():
+        yield name, "file", file.stem, BadRecord(name, "file", "empty file")
         return
     if fmt == "demo_json":
         yield from _json_items(name, file.stem, text)
