@@ -18,7 +18,7 @@ import pytest
 
 from forge.model.errors import ForgeRuntimeError
 from forge.train.checkpoints import is_complete, latest_complete
-from harness import ReferenceRun, read_summary, train_losses
+from harness import ReferenceRun, read_summary, run_resumed, train_losses
 from test_resume import start_child
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,9 @@ def test_sigkill_at_random_steps_twice_then_resume_gives_the_same_adapter(
         latest = latest_complete(run_dir / "checkpoints")
         assert (latest.name if latest else None) == checkpoint_before(step), (SEED, first, second)
         assert read_summary(run_dir)["status"] == "running"
-    summary = run_recipe(*prepare(recipe), resume="auto", progress=False)
+    resumed_from = checkpoint_before(second)
+    summary = run_resumed(prepare(recipe), int(resumed_from.rsplit("-", 1)[1]), resume="auto") if resumed_from \
+        else run_recipe(*prepare(recipe), resume="auto", progress=False)  # nothing saved yet: a fresh start
     assert summary["status"] == "completed" and summary["steps"] == MAX_STEPS, (SEED, first, second)
     assert summary["resumed_from"] == (str(run_dir / "checkpoints" / checkpoint_before(second))
                                        if checkpoint_before(second) else None)
@@ -97,7 +99,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one(
             data[i] ^= 0xFF
         weights.write_bytes(bytes(data))
     assert not is_complete(newest) and latest_complete(run_dir / "checkpoints").name == "checkpoint-4"
-    summary = run_recipe(*prepare(recipe), resume="auto", progress=False)
+    summary = run_resumed(prepare(recipe), 4, resume="auto")
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("checkpoint-4")
     assert any("removed incomplete checkpoint checkpoint-8" in n for n in summary["notes"])
     assert_same_run(run_dir, reference_run)
@@ -152,7 +154,7 @@ def test_a_real_full_disk_during_a_save_keeps_the_last_checkpoint_and_resumes(
     assert read_summary(run_dir)["status"] in ("running", "failed")  # the last summary that fitted
 
     subprocess.run(["mount", "-o", f"remount,size={size * 8}", str(disk)], check=True)  # space freed
-    summary = run_recipe(*prepare(recipe, *overrides), progress=False)
+    summary = run_resumed(prepare(recipe, *overrides), 4)
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("checkpoint-4")
     assert_same_run(run_dir, reference_run)
 
