@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show the resolved recipe, where each value came from, and the compiled plan")
     p.add_argument("recipe", metavar="RECIPE")
+    # default=[] on every optional KEY=VALUE list: without one, argparse names it among the missing arguments
     p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
@@ -150,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a finished run against a baseline; exit 1 when a quality gate fails")
     p.add_argument("target", metavar="RECIPE|RUN_DIR", help="a run directory written by forge run, or its recipe")
-    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. evaluation.max_examples=20")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="recipe overrides, e.g. evaluation.max_examples=20")
     p.add_argument("--compare", metavar="OTHER", default=None,
                    help="baseline: base, a run directory, an adapter folder or none (default: evaluation.compare_with)")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
@@ -158,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve a trained run over HTTP (OpenAI-compatible chat, generation, analysis)")
     p.add_argument("target", metavar="RUN_DIR|RECIPE", help="a run directory written by forge run, or its recipe")
-    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. serving.max_batch_size=16")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="recipe overrides, e.g. serving.max_batch_size=16")
     p.add_argument("--host", default=None, help="interface to listen on (default: serving.host)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default: serving.port)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],

@@ -170,8 +170,9 @@ def _file_items(file: Path, fmt: str) -> Iterator[RawItem]:
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:  # binary data, or text in another encoding
-        yield name, "file", file.stem, BadRecord(name, "file", f"not UTF-8 text (byte 0x{error.object[error.start]:02x} "
-                                                               f"at offset {error.start}): binary data?")
+        byte = error.object[error.start]
+        reason = f"not UTF-8 text (byte 0x{byte:02x} at offset {error.start}): binary data?"
+        yield name, "file", file.stem, BadRecord(name, "file", reason)
         return
     except OSError as error:
         yield name, "file", file.stem, BadRecord(name, "file", f"unreadable: {error.strerror or error}")

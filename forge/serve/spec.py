@@ -93,8 +93,8 @@ class ForgeSpec(OpenAISpec):
         sampling = Sampling(max_tokens=max_tokens,
                             temperature=request.temperature if request.temperature is not None else 1.0,
                             top_p=request.top_p if request.top_p is not None else 1.0, stop=request.stop)
-        job = self._job(ids, sampling, bool(request.stream), "messages",
-                        param_max="max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens")
+        named = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+        job = self._job(ids, sampling, bool(request.stream), "messages", param_max=named)
         # a seed makes each choice reproducible: choice i draws from seed + i (n choices are not n copies)
         jobs = [job if request.seed is None else replace(job, seed=request.seed + i) for i in range(n)]
         uids = self._submit(jobs)

@@ -59,7 +59,8 @@ def test_a_parameter_it_does_not_implement_is_refused_by_name(server, param: str
     assert error["code"] == "unsupported_parameter" and error["param"] == param
 
 
-@pytest.mark.parametrize("param, value, code", [("max_tokens", "16", "invalid_type"), ("max_tokens", True, "invalid_type"),
+@pytest.mark.parametrize("param, value, code", [("max_tokens", "16", "invalid_type"),
+                                                ("max_tokens", True, "invalid_type"),
                                                 ("temperature", True, "invalid_type"), ("seed", "7", "invalid_type"),
                                                 ("n", 1.0, "invalid_type"), ("max_tokens", 0, "invalid_value"),
                                                 ("max_tokens", -3, "invalid_value"),
