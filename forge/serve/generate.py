@@ -119,7 +119,7 @@ def _generator(seed: int | None, device: Any) -> Any:
         return None
     import torch
 
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed % 2**64)  # torch takes 0 <= seed < 2**64
 
 
 def generate_stream(model: Any, tokenizer: Any, jobs: Sequence[GenerationJob],

@@ -126,7 +126,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     stream: bool | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-2**63, le=2**63 - 1)  # a 64-bit integer, as OpenAI's
     user: str | None = None  # OpenAI's end-user id for abuse monitoring: no effect on the answer
     response_format: ChatResponseFormat | None = None
 
