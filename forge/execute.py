@@ -59,30 +59,6 @@ def check_run_dir_writable(run_dir: str) -> None:
                                 doc="run-directory-not-writable") from None
 
 
-def short_plan(resolved: Resolved, plan: Plan) -> str:
-    """The few lines `forge run` prints before training."""
-    r = resolved.recipe
-    t = plan.trainer
-    world = plan.launch["world_size"]
-    micro = "auto" if r.training.micro_batch_size == "auto" else t["per_device_train_batch_size"]
-    lines = [
-        f"forge run {resolved.chain[-1]} -> {plan.run_dir}",
-        f"  model     {r.model.name_or_path} ({r.model.task}, dtype {r.model.dtype}"
-        f"{', ' + r.quantization.mode if r.quantization.mode != 'none' else ''})",
-        f"  data      {', '.join(s.path or s.hf_dataset or '?' for s in r.data.sources)} as {r.data.format}, "
-        f"{len(r.preprocess)} preprocessing steps",
-        f"  lora      " + (f"r={r.lora.r} alpha={r.lora.alpha:g} on {r.lora.target_modules}" if r.lora.enabled
-                           else "off (full fine-tuning)"),
-        f"  batch     {micro} x {t['gradient_accumulation_steps']} accumulation x {world} process(es), "
-        f"{t['max_length']} tokens",
-        f"  schedule  " + (f"{t['max_steps']} steps" if t["max_steps"] > 0 else f"{t['num_train_epochs']:g} epoch(s)")
-        + f", lr {t['learning_rate']:g} {t['lr_scheduler_type']}",
-        f"  tracking  " + (r.tracking.uri or "local MLflow store") if r.tracking.enabled else "  tracking  off",
-    ]
-    lines += [f"  note      {note}" for note in plan.notes]
-    return "\n".join(lines)
-
-
 def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int:
     """`forge run`: returns the process exit code."""
     resolved = resolve(recipe_path, overrides)
@@ -99,12 +75,11 @@ def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int
     from forge.train.run import exit_code, run_recipe
 
     if plan.launch["in_process"]:
-        summary = run_recipe(resolved, plan, resume=resume)  # prints the run's summary block before training
+        # the run's summary block is printed once, by the process that trains (rank 0 under a launch)
+        summary = run_recipe(resolved, plan, resume=resume)
         code = exit_code(summary)
     else:  # several processes (or DeepSpeed/FSDP): accelerate launch, one forge.train.worker per rank
         from forge.train.launch import launch_run
-
-        print(short_plan(resolved, plan), flush=True)  # the launcher's lines and notes follow it
 
         code = launch_run(recipe_path, overrides, plan, resume=resume)
         summary = read_json(f"{plan.run_dir}/summary.json")
