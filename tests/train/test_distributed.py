@@ -92,6 +92,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_effective_batch(tmp_p
         {"rng_state_0.pth", "rng_state_1.pth"}
     assert ddp["tokens_seen"] == single["tokens_seen"]
     assert out.count("forge run ddp\n") == 1  # rank 0 alone prints the run summary
+    assert sum(line.startswith("forge run") for line in out.splitlines()) == 1  # and the launcher no header of its own
     # the same 8 examples per optimizer step, the mean of two ranks' gradients = one process's accumulated one
     got, expected = train_losses(ddp_dir), train_losses(single_dir)
     assert sorted(got) == sorted(expected) == [1, 2, 3, 4]
