@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from forge import __version__
+from forge.console import quiet_libraries
 from forge.errors import doc_anchor, see_docs
 from forge.recipe.errors import RecipeError, RecipeIssue, one_line
 
@@ -129,6 +131,7 @@ def cmd_data_preview(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forge", description="Fine-tune language models on scientific papers "
                                                                "from one recipe.")
+    parser.add_argument("--version", action="version", version=f"forge {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("validate", help="check recipes; every problem as FILE:LINE:COL: path: message")
@@ -139,13 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show the resolved recipe, where each value came from, and the compiled plan")
     p.add_argument("recipe", metavar="RECIPE")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    # default=[] on every optional KEY=VALUE list: without one, argparse names it among the missing arguments
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="train: validate, plan, then run TRL's SFTTrainer")
     p.add_argument("recipe", metavar="RECIPE")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="resume from the last checkpoint (error if none)")
     group.add_argument("--fresh", action="store_true", help="start over; an existing run directory is moved aside")
@@ -153,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a finished run against a baseline; exit 1 when a quality gate fails")
     p.add_argument("target", metavar="RECIPE|RUN_DIR", help="a run directory written by forge run, or its recipe")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. evaluation.max_examples=20")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="recipe overrides, e.g. evaluation.max_examples=20")
     p.add_argument("--compare", metavar="OTHER", default=None,
                    help="baseline: base, a run directory, an adapter folder or none (default: evaluation.compare_with)")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
@@ -161,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve a trained run over HTTP (OpenAI-compatible chat, generation, analysis)")
     p.add_argument("target", metavar="RUN_DIR|RECIPE", help="a run directory written by forge run, or its recipe")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. serving.max_batch_size=16")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="recipe overrides, e.g. serving.max_batch_size=16")
     p.add_argument("--host", default=None, help="interface to listen on (default: serving.host)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default: serving.port)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_verb", required=True, metavar="VERB")
     p = data_sub.add_parser("preview", help="a few processed examples and corpus statistics")
     p.add_argument("recipe", metavar="RECIPE")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("-n", type=int, default=3, help="examples to show")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_preview)
@@ -213,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from forge.recipe.rules import sharded_engine
 from forge.recipe.schema import Recipe
@@ -68,6 +68,26 @@ def _linear_shapes(s: Shape) -> dict[str, tuple[int, int]]:
             "up_proj": (s.hidden, s.intermediate), "down_proj": (s.intermediate, s.hidden)}
 
 
+# Trainable parameters of a module PEFT copies, trains fully and saves (lora.modules_to_save), by the name the
+# recipe gives it. PEFT matches a name against the end of each module's path, without a dot: "norm" is the
+# final norm and every layer's input_layernorm and post_attention_layernorm too.
+SAVED_MODULES: dict[str, Callable[[Shape, Recipe], int]] = {
+    "embed_tokens": lambda s, r: s.vocab * s.hidden,
+    "lm_head": lambda s, r: s.vocab * s.hidden,
+    "score": lambda s, r: s.hidden * r.model.num_labels,
+    "norm": lambda s, r: (2 * s.layers + 1) * s.hidden,
+    "input_layernorm": lambda s, r: s.layers * s.hidden,
+    "post_attention_layernorm": lambda s, r: s.layers * s.hidden,
+}
+
+
+def saved_modules_params(recipe: Recipe, s: Shape) -> tuple[int, list[str]]:
+    """(trainable parameters of lora.modules_to_save, the names the estimate cannot size)."""
+    names = recipe.lora.modules_to_save if recipe.lora.enabled else []
+    unknown = [name for name in names if name not in SAVED_MODULES]
+    return sum(SAVED_MODULES[name](s, recipe) for name in names if name in SAVED_MODULES), unknown
+
+
 def estimate_memory(recipe: Recipe) -> dict[str, Any]:
     """Bytes of weights, adapter training state and activations for one device at the planned batch."""
     s = model_shape(recipe)
@@ -95,8 +115,10 @@ def _estimate(recipe: Recipe, s: Shape) -> dict[str, Any]:
         targets = linears if lora.target_modules == "all-linear" else {
             k: v for k, v in linears.items() if k in lora.target_modules}
         trainable = s.layers * sum(lora.r * (i + o) for i, o in targets.values())
+        saved, unsized = saved_modules_params(recipe, s)
+        trainable += saved
     else:
-        trainable = total
+        trainable, unsized = total, []
     state = trainable * (4 + 4 + 8)  # fp32 weights, grads, Adam moments
 
     t = recipe.training
@@ -126,7 +148,8 @@ def _estimate(recipe: Recipe, s: Shape) -> dict[str, Any]:
         "peak_gib": round(peak / GIB, 2),
         "tokens_per_micro_batch": tokens,
         "note": "rough estimate for one GPU with training.speed as planned (measured on a 7B QLoRA run: "
-                "within 15 % above the peak allocated)",
+                "within 15 % above the peak allocated)"
+                + (f"; lora.modules_to_save {', '.join(unsized)} not counted (size unknown)" if unsized else ""),
         "memory_plan": memory,
     }
 

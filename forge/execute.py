@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from forge.errors import ForgeError
+from forge.model.errors import ForgeRuntimeError
 from forge.plan import Plan, compile_plan
 from forge.recipe.errors import RecipeError
 from forge.recipe.rules import runtime_issues
@@ -19,6 +22,12 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
     """Resolve, compile and check a recipe against this machine; raise before anything heavy is loaded."""
     resolved = resolve(recipe_path, overrides)
     plan = compile_plan(resolved.recipe)
+    check_machine(resolved, plan)
+    return resolved, plan
+
+
+def check_machine(resolved: Resolved, plan: Plan) -> None:
+    """What depends on this machine (CUDA for 4-bit and DeepSpeed); the first step that imports torch."""
     if plan.launch["in_process"] and "CUDA_VISIBLE_DEVICES" not in os.environ:
         # one process trains on one GPU: with several visible, the trainer would fall back to nn.DataParallel
         os.environ["CUDA_VISIBLE_DEVICES"] = "0"
@@ -32,47 +41,41 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
     issues = runtime_issues(resolved.recipe, cuda)
     if issues:
         raise RecipeError([place(resolved.positions, resolved.chain[-1], *issue) for issue in issues])
-    return resolved, plan
 
 
-def short_plan(resolved: Resolved, plan: Plan) -> str:
-    """The few lines `forge run` prints before training."""
-    r = resolved.recipe
-    t = plan.trainer
-    world = plan.launch["world_size"]
-    micro = "auto" if r.training.micro_batch_size == "auto" else t["per_device_train_batch_size"]
-    lines = [
-        f"forge run {resolved.chain[-1]} -> {plan.run_dir}",
-        f"  model     {r.model.name_or_path} ({r.model.task}, dtype {r.model.dtype}"
-        f"{', ' + r.quantization.mode if r.quantization.mode != 'none' else ''})",
-        f"  data      {', '.join(s.path or s.hf_dataset or '?' for s in r.data.sources)} as {r.data.format}, "
-        f"{len(r.preprocess)} preprocessing steps",
-        f"  lora      " + (f"r={r.lora.r} alpha={r.lora.alpha:g} on {r.lora.target_modules}" if r.lora.enabled
-                           else "off (full fine-tuning)"),
-        f"  batch     {micro} x {t['gradient_accumulation_steps']} accumulation x {world} process(es), "
-        f"{t['max_length']} tokens",
-        f"  schedule  " + (f"{t['max_steps']} steps" if t["max_steps"] > 0 else f"{t['num_train_epochs']:g} epoch(s)")
-        + f", lr {t['learning_rate']:g} {t['lr_scheduler_type']}",
-        f"  tracking  " + (r.tracking.uri or "local MLflow store") if r.tracking.enabled else "  tracking  off",
-    ]
-    lines += [f"  note      {note}" for note in plan.notes]
-    return "\n".join(lines)
+def check_run_dir_writable(run_dir: str) -> None:
+    """Refuse a run directory that cannot be created or written (a read-only output folder, a path through a
+    file) before anything is loaded, rather than with a traceback after the data and model were."""
+    path = Path(run_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".forge-write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+        raise ForgeRuntimeError(f"cannot create or write the run directory {path}: {e.strerror or e}{where}",
+                                "set run.output_dir to a folder you can write, or fix the folder's permissions",
+                                doc="run-directory-not-writable") from None
 
 
 def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int:
     """`forge run`: returns the process exit code."""
-    resolved, plan = prepare(recipe_path, overrides)
-    print(short_plan(resolved, plan), flush=True)
-    from forge.train.run import exit_code, run_recipe
-
+    resolved = resolve(recipe_path, overrides)
+    plan = compile_plan(resolved.recipe)
+    # decided before torch is imported, so that a run already done says so at once
     done = read_json(f"{plan.run_dir}/summary.json")
     if resume != "never" and done.get("status") in ("completed", "stopped") and \
             _read_text(f"{plan.run_dir}/recipe.yaml") == resolved.yaml_text and _same_data(resolved, done):
         print(f"forge: {plan.run_dir} already holds this recipe's finished run ({done.get('steps')} steps, "
               f"adapter in {done.get('adapter_path')}); run with --fresh to train it again", flush=True)
         return 0
+    check_run_dir_writable(plan.run_dir)
+    check_machine(resolved, plan)
+    from forge.train.run import exit_code, run_recipe
 
     if plan.launch["in_process"]:
+        # the run's summary block is printed once, by the process that trains (rank 0 under a launch)
         summary = run_recipe(resolved, plan, resume=resume)
         code = exit_code(summary)
     else:  # several processes (or DeepSpeed/FSDP): accelerate launch, one forge.train.worker per rank

@@ -52,24 +52,25 @@ def _passage(paper: ScientificPaper) -> str:
     return paper.abstract or body_text(paper)
 
 
-def summarize(paper: ScientificPaper, rng: random.Random) -> tuple[str, str] | None:
-    body = body_text(paper)
+def summarize(paper: ScientificPaper, rng: random.Random, passage: str | None = None) -> tuple[str, str] | None:
+    body = body_text(paper) if passage is None else passage
     # One summary per paper: of a chunked paper, the first chunk stands for the body.
     if not paper.abstract.strip() or not body.strip() or (paper.chunk_index or 0) > 0:
         return None
     return SUMMARIZE_PROMPT.format(title=paper.title or "(untitled)", body=body), paper.abstract
 
 
-def list_genes(paper: ScientificPaper, rng: random.Random) -> tuple[str, str] | None:
-    text = _passage(paper)
+def list_genes(paper: ScientificPaper, rng: random.Random, passage: str | None = None) -> tuple[str, str] | None:
+    text = _passage(paper) if passage is None else passage
     genes = mentioned_genes(paper, text)
     if not genes:
         return None
     return LIST_GENES_PROMPT.format(text=text), ", ".join(genes)
 
 
-def answer_question(paper: ScientificPaper, rng: random.Random) -> tuple[str, str] | None:
-    text = _passage(paper)
+def answer_question(paper: ScientificPaper, rng: random.Random,
+                    passage: str | None = None) -> tuple[str, str] | None:
+    text = _passage(paper) if passage is None else passage
     genes = mentioned_genes(paper, text)
     if not genes:
         return None
@@ -80,15 +81,71 @@ def answer_question(paper: ScientificPaper, rng: random.Random) -> tuple[str, st
     return QUESTION_PROMPT.format(text=text, gene=symbol), " ".join(s.strip() for s in sentences)
 
 
-TEMPLATES: dict[str, Callable[[ScientificPaper, random.Random], tuple[str, str] | None]] = {
+# A template makes (prompt, completion) from a paper, reading the passage given in place of the paper's own
+# (a shortened one, to fit max_seq_length), or None when it does not fit the paper.
+TEMPLATES: dict[str, Callable[..., tuple[str, str] | None]] = {
     "summarize": summarize, "list_genes": list_genes, "answer_question": answer_question,
 }
+# the passage each template reads, which is what gets shortened when an example is too long
+PASSAGES: dict[str, Callable[[ScientificPaper], str]] = {
+    "summarize": body_text, "list_genes": _passage, "answer_question": _passage,
+}
+
+
+def _row(format: str, prompt: str, completion: str, paper_id: str) -> Example:
+    if format == "instruction":  # prompt and completion are joined as they are: the space separates them
+        return {"prompt": prompt, "completion": " " + completion, "paper_id": paper_id}
+    if format == "chat":
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+                "paper_id": paper_id}
+    raise ValueError(f"unknown example format {format!r} (expected causal_lm, instruction or chat)")
+
+
+def fit_example(name: str, paper: ScientificPaper, rng_seed: str, format: str, max_length: int,
+                count_tokens: Callable[[Example], int]) -> tuple[Example | None, str]:
+    """The template's row for a paper within max_length tokens, its answer whole: as it is, or with its passage
+    cut to the most whole sentences that fit (the answer made again from what is left, so it never names what
+    the model was not shown). Returns (row or None, "kept" | "shortened" | why it was dropped)."""
+    template = TEMPLATES[name]
+    pair = template(paper, random.Random(rng_seed))
+    if pair is None:
+        return None, "no answer"
+    row = _row(format, *pair, paper.id)
+    if count_tokens(row) <= max_length:
+        return row, "kept"
+    sentences = [s for s in _SENTENCE.split(PASSAGES[name](paper)) if s.strip()]
+
+    def attempt(k: int) -> Example | None:
+        cut = template(paper, random.Random(rng_seed), passage=" ".join(s.strip() for s in sentences[:k]))
+        return _row(format, *cut, paper.id) if cut is not None and cut[1].strip() else None
+
+    best: Example | None = None
+    low, high = 1, len(sentences) - 1  # the most sentences whose example fits (length grows with k)
+    while low <= high:
+        k = (low + high) // 2
+        candidate = attempt(k)
+        fits = candidate is not None and count_tokens(candidate) <= max_length
+        if fits:
+            best, low = candidate, k + 1
+        elif candidate is None and k < high:
+            low = k + 1  # too few sentences for an answer yet: look further
+        else:
+            high = k - 1
+    if best is not None:
+        return best, "shortened"
+    return None, "answer alone over max_seq_length" if attempt(1) is not None else "no answer in a passage that fits"
 
 
 def build_examples(papers: Sequence[ScientificPaper], format: str = "causal_lm",
                    templates: Sequence[str] = ("summarize", "list_genes"),
-                   fields: Sequence[str] = ("title", "abstract", "sections"), seed: int = 42) -> list[Example]:
-    """Rows of the chosen format for every paper (and chunk), in paper order."""
+                   fields: Sequence[str] = ("title", "abstract", "sections"), seed: int = 42,
+                   max_length: int | None = None, count_tokens: Callable[[Example], int] | None = None,
+                   fitted: dict[str, dict[str, int]] | None = None) -> list[Example]:
+    """Rows of the chosen format for every paper (and chunk), in paper order.
+
+    With max_length and count_tokens, an instruction or chat row keeps its whole answer within max_length: its
+    passage is shortened or the row dropped (never the answer cut by truncation); `fitted` counts them, as
+    {"shortened": {template: n}, "dropped": {"template: reason": n}}."""
     rows: list[Example] = []
     for paper in papers:
         if format == "causal_lm":
@@ -96,19 +153,23 @@ def build_examples(papers: Sequence[ScientificPaper], format: str = "causal_lm",
             if text.strip():
                 rows.append({"text": text, "paper_id": paper.id})
             continue
-        rng = random.Random(f"{seed}:{paper.id}:{paper.chunk_index}")
+        if format not in ("instruction", "chat"):
+            raise ValueError(f"unknown example format {format!r} (expected causal_lm, instruction or chat)")
         for name in templates:
-            pair = TEMPLATES[name](paper, rng)
-            if pair is None:
+            rng_seed = f"{seed}:{paper.id}:{paper.chunk_index}:{name}"  # one draw per template, made again alike
+            if max_length is None or count_tokens is None:
+                pair = TEMPLATES[name](paper, random.Random(rng_seed))
+                if pair is not None:
+                    rows.append(_row(format, *pair, paper.id))
                 continue
-            prompt, completion = pair
-            if format == "instruction":  # prompt and completion are joined as they are: the space separates them
-                rows.append({"prompt": prompt, "completion": " " + completion, "paper_id": paper.id})
-            elif format == "chat":
-                rows.append({"messages": [{"role": "user", "content": prompt},
-                                          {"role": "assistant", "content": completion}], "paper_id": paper.id})
-            else:
-                raise ValueError(f"unknown example format {format!r} (expected causal_lm, instruction or chat)")
+            row, outcome = fit_example(name, paper, rng_seed, format, max_length, count_tokens)
+            if row is not None:
+                rows.append(row)
+            if fitted is not None and outcome == "shortened":
+                fitted.setdefault("shortened", {})[name] = fitted.get("shortened", {}).get(name, 0) + 1
+            elif fitted is not None and outcome not in ("kept", "no answer"):
+                key = f"{name}: {outcome}"
+                fitted.setdefault("dropped", {})[key] = fitted.get("dropped", {}).get(key, 0) + 1
     return rows
 
 

@@ -43,6 +43,8 @@ class DataStats:
     papers_by_split: dict[str, int] = field(default_factory=dict)
     examples_by_split: dict[str, int] = field(default_factory=dict)
     token_lengths: dict[str, dict[str, float]] = field(default_factory=dict)
+    # instruction/chat examples over max_seq_length: {"shortened": {template: n}, "dropped": {"template: why": n}}
+    fitted: dict[str, dict[str, int]] = field(default_factory=dict)
     gene_tokens: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -93,7 +95,11 @@ def build_datasets(recipe: Recipe, tokenizer: Any = None, progress: bool = True)
     stats.warnings, stats.warning_examples = len(read.warnings), [str(w) for w in read.warnings[:BAD_LISTED]]
     stats.seconds["read"] = time.perf_counter() - started
     if not read.papers:
-        reasons = "; ".join(f"{r} ({n})" for r, n in list(stats.bad_by_reason.items())[:3]) or "the sources are empty"
+        # each reason with the first record that had it, so that the message names the file
+        first = {b.reason: b for b in reversed(read.bad)}
+        reasons = "; ".join(f"{first[r]}" + (f" (and {n - 1} more like it)" if n > 1 else "")
+                            for r, n in list(stats.bad_by_reason.items())[:3]) or \
+            f"the sources hold no records ({', '.join(read.files) or 'no files'})"
         raise DataError(f"no papers could be read from data.sources: {reasons}",
                         "check the files and data.sources[].format")
 
@@ -112,7 +118,11 @@ def build_datasets(recipe: Recipe, tokenizer: Any = None, progress: bool = True)
     features = columns(data.format)
     for split in SPLITS:
         units = [p for p in result.papers if p.id in ids[split]]
-        rows = build_examples(units, data.format, data.templates, data.fields, recipe.run.seed)
+        fit = tokenizer is not None and data.format != "causal_lm"  # answers stay whole: passages are shortened
+        rows = build_examples(units, data.format, data.templates, data.fields, recipe.run.seed,
+                              max_length=recipe.training.max_seq_length if fit else None,
+                              count_tokens=(lambda row: token_count(row, tokenizer)) if fit else None,
+                              fitted=stats.fitted)
         stats.papers_by_split[split] = len(ids[split])
         stats.examples_by_split[split] = len(rows)
         built[split] = datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in features}, features=features)
@@ -130,6 +140,11 @@ def build_datasets(recipe: Recipe, tokenizer: Any = None, progress: bool = True)
     return DataBundle(train=built["train"], validation=built["validation"], test=built["test"],
                       papers_test=[p for p in result.whole_papers if p.id in ids["test"]], stats=stats,
                       papers_validation=[p for p in result.whole_papers if p.id in ids["validation"]])
+
+
+def token_count(row: dict[str, Any], tokenizer: Any) -> int:
+    """Tokens of a row as it is trained on (special tokens included)."""
+    return len(tokenizer(example_text(row, tokenizer), add_special_tokens=True)["input_ids"])
 
 
 def token_length_summary(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> dict[str, float]:

@@ -180,9 +180,9 @@ def _apply(step: ResolvedStep, papers: list[ScientificPaper], context: StepConte
 
 def _run_stage(papers: list[ScientificPaper], steps: list[ResolvedStep], stats: list[StepStats],
                context: StepContext, progress: bool) -> list[ScientificPaper]:
-    from tqdm.auto import tqdm
+    from forge.console import progress_bar
 
-    for step, stat in tqdm(list(zip(steps, stats)), desc="preprocessing", unit=" steps", disable=not progress,
+    for step, stat in progress_bar(list(zip(steps, stats)), desc="preprocessing", unit=" steps", disable=not progress,
                            delay=1, leave=False):
         output, seconds = _apply(step, papers, context)
         stat.add(len(papers), len(output.papers), output.dropped, seconds)
@@ -203,13 +203,13 @@ def _process_pool(processes: int, steps: Sequence[ResolvedStep]) -> Any:
 
 def _run_sharded(papers: list[ScientificPaper], steps: list[ResolvedStep], stats: list[StepStats],
                  context: StepContext, pool: Any, processes: int, progress: bool) -> list[ScientificPaper]:
-    from tqdm.auto import tqdm
+    from forge.console import progress_bar
 
     size = max(1, -(-len(papers) // (processes * 4)))  # a few shards per process evens out the load
     shards = [papers[k:k + size] for k in range(0, len(papers), size)]
     out: list[ScientificPaper] = []
     names = ", ".join(s.name for s in steps)
-    with tqdm(total=len(papers), desc=f"preprocessing ({names})", unit=" papers", disable=not progress, delay=1,
+    with progress_bar(total=len(papers), desc=f"preprocessing ({names})", unit=" papers", disable=not progress, delay=1,
               leave=False) as bar:
         futures = [pool.submit(run_shard, to_rows(shard), steps, context) for shard in shards]
         for shard, future in zip(shards, futures):

@@ -46,6 +46,12 @@ def format_preview(data: dict[str, Any]) -> str:
     for split, lengths in stats["token_lengths"].items():
         lines.append(f"  tokens ({split}): p50 {lengths['p50']:.0f}, p90 {lengths['p90']:.0f}, p99 {lengths['p99']:.0f}, "
                      f"max {lengths['max']:.0f}; {lengths['over_max_seq_length']:.0f} over max_seq_length")
+    fitted = stats.get("fitted") or {}
+    if fitted:  # instruction/chat examples over max_seq_length: their answers were kept whole
+        shortened = ", ".join(f"{name} {n}" for name, n in fitted.get("shortened", {}).items()) or "none"
+        dropped = ", ".join(f"{why} {n}" for why, n in fitted.get("dropped", {}).items()) or "none"
+        lines.append(f"  over max_seq_length: passage shortened to keep the whole answer: {shortened}; "
+                     f"dropped: {dropped}")
     if stats.get("gene_tokens") and stats["gene_tokens"]["terms"]:
         genes = stats["gene_tokens"]
         worst = ", ".join(f"{term} ({count})" for term, count in genes["worst"])

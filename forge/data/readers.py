@@ -86,11 +86,11 @@ RawItem = tuple[str, str, str, "dict[str, Any] | BadRecord"]
 def read_sources(sources: Sequence[DataSource], on_error: Literal["skip", "fail"] = "skip",
                  max_papers: int | None = None, progress: bool = False) -> ReadResult:
     """Read every source in order into papers; stop once `max_papers` good papers are read."""
-    from tqdm.auto import tqdm
+    from forge.console import progress_bar
 
     result = ReadResult()
     seen: dict[str, str] = {}
-    with tqdm(desc="reading papers", unit=" papers", disable=not progress, leave=False,
+    with progress_bar(desc="reading papers", unit=" papers", disable=not progress, leave=False,
               delay=1) as bar:  # a bar only for corpora that take a while
         for source in sources:
             for source_name, where, default_id, record in _raw_items(source, result):
@@ -238,9 +238,13 @@ def _file_items(file: Path, fmt: str, source: DataSource) -> Iterator[RawItem]:
 
 def _read_text_file(file: Path) -> str | BadRecord:
     try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        return BadRecord(str(file), "file", f"unreadable: {error}")
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:  # binary data, or text in another encoding
+        byte = error.object[error.start]
+        return BadRecord(str(file), "file", f"not UTF-8 text (byte 0x{byte:02x} at offset {error.start}): binary data?")
+    except OSError as error:
+        return BadRecord(str(file), "file", f"unreadable: {error.strerror or error}")
+    return text if text.strip() else BadRecord(str(file), "file", "empty file")
 
 
 def read_demo_json(file: Path, source: DataSource) -> Iterator[RawItem]:

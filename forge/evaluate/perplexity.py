@@ -75,10 +75,10 @@ def score_ids(model: Any, ids: Sequence[int], window: int, stride: int | None = 
 def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], window: int, stride: int | None = None,
                 progress: bool = False, desc: str = "perplexity") -> list[DocumentScore]:
     """One score per text; the tokenizer adds its special tokens (a BOS gives the first word a context)."""
-    from tqdm.auto import tqdm
+    from forge.console import progress_bar
 
     scores = []
-    for text in tqdm(texts, desc=desc, unit=" docs", disable=not progress, leave=False):
+    for text in progress_bar(texts, desc=desc, unit=" docs", disable=not progress, leave=False):
         ids = tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
         scores.append(score_ids(model, ids, window, stride))
     return scores

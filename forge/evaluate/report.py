@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from forge.file_modes import as_umask_allows
 from forge.evaluate.bootstrap import interval, paired_bootstrap
 from forge.evaluate.catalog import METRICS
 from forge.evaluate.gates import all_passed, check_gates
@@ -112,6 +113,7 @@ def write_text(path: Path, text: str) -> None:
     """Replace path with text atomically (a temporary file renamed over it), so a reader never sees half."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        as_umask_allows(tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

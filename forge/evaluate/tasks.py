@@ -73,9 +73,9 @@ def run_task(name: str, data: EvalData, model: EvalModel, settings: TaskSettings
 
 
 def _bar(items: list[Any], task: str, model: EvalModel, settings: TaskSettings) -> Any:
-    from tqdm.auto import tqdm
+    from forge.console import progress_bar
 
-    return tqdm(items, desc=f"{task} ({model.label})", unit=" ex", disable=not settings.progress, leave=False)
+    return progress_bar(items, desc=f"{task} ({model.label})", unit=" ex", disable=not settings.progress, leave=False)
 
 
 @TASKS.register("perplexity")

@@ -47,6 +47,9 @@ def log_report(uri: str, run_id: str, report: Mapping[str, Any], folder: Path) -
                 if isinstance(entry.get(side), (int, float)):
                     values.append(Metric(f"eval/{name}{suffix}", float(entry[side]), now, 0))
         client.log_batch(run_id, metrics=values)
+        source = (report.get("data") or {}).get("source")
+        if source:  # what the eval/ metrics were measured on (forge runs list names its columns by it)
+            client.set_tag(run_id, "forge.eval_data", str(source))
         client.log_artifacts(run_id, str(folder), artifact_path="eval")
         return {"status": "logged", "uri": uri, "run_id": run_id, "metrics": len(values)}
     except Exception as e:  # tracking must never fail an evaluation

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from forge.file_modes import as_umask_allows
 from forge.model.errors import ForgeRuntimeError
 
 TINY_LLAMA = "forge:tiny-llama"
@@ -94,6 +95,7 @@ def _cached(kind: str, shape: dict[str, int], texts: list[str], seed: int, root:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=folder.parent))
     try:
+        as_umask_allows(staging, directory=True)
         build(staging, shape, texts, seed)
         try:
             os.rename(staging, folder)

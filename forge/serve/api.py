@@ -52,8 +52,15 @@ class ForgeAPI(ls.LitAPI):
     # ------------------------------------------------------------------------------ model workers
     def setup(self, device: str) -> None:
         import torch
+        from transformers.utils import logging as transformers_logging
+
+        from forge.console import quiet_libraries
 
         started = time.perf_counter()
+        # a spawned worker starts with Python's warning filters; and no loading bar: the server prints its own
+        # lines, and tqdm's multiprocessing lock would be left behind as a "leaked semaphore" when it stops
+        quiet_libraries()
+        transformers_logging.disable_progress_bar()
         if device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
         self.model, self.tokenizer = load_for_serving(self.served, device)

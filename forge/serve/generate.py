@@ -24,6 +24,7 @@ class GenerationJob:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     stream: bool = False
+    seed: int | None = None  # a sampled answer's own random stream: the same seed, the same answer
 
 
 @dataclass
@@ -93,8 +94,9 @@ def _cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def sample_next(logits: Any, temperature: Any, top_p: Any) -> Any:
-    """The next token of each row: argmax where the temperature is 0, else nucleus sampling."""
+def sample_next(logits: Any, temperature: Any, top_p: Any, generators: Sequence[Any] | None = None) -> Any:
+    """The next token of each row: argmax where the temperature is 0, else nucleus sampling; a row with its own
+    torch.Generator (a seeded request) draws from it, so its answer does not depend on its batch neighbours."""
     import torch
 
     greedy = logits.argmax(dim=-1)
@@ -103,9 +105,21 @@ def sample_next(logits: Any, temperature: Any, top_p: Any) -> Any:
     probs = torch.softmax(logits / temperature.clamp(min=1e-5)[:, None], dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     outside = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p[:, None]  # the first token always stays
-    choice = torch.multinomial(sorted_probs.masked_fill(outside, 0.0), 1)
+    kept = sorted_probs.masked_fill(outside, 0.0)
+    if generators and any(g is not None for g in generators):
+        choice = torch.cat([torch.multinomial(kept[i:i + 1], 1, generator=g) for i, g in enumerate(generators)])
+    else:
+        choice = torch.multinomial(kept, 1)
     sampled = order.gather(-1, choice).squeeze(-1)
     return torch.where(temperature == 0, greedy, sampled)
+
+
+def _generator(seed: int | None, device: Any) -> Any:
+    if seed is None:
+        return None
+    import torch
+
+    return torch.Generator(device=device).manual_seed(seed % 2**64)  # torch takes 0 <= seed < 2**64
 
 
 def generate_stream(model: Any, tokenizer: Any, jobs: Sequence[GenerationJob],
@@ -131,12 +145,13 @@ def generate_stream(model: Any, tokenizer: Any, jobs: Sequence[GenerationJob],
     temperature = torch.tensor([job.temperature for job in jobs], dtype=torch.float32, device=device)
     top_p = torch.tensor([job.top_p for job in jobs], dtype=torch.float32, device=device)
     active = list(range(len(jobs)))  # row index of each line of the tensors
+    generators = [_generator(job.seed, device) for job in jobs]
     cache_arg = _cache_argument(model)
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         while True:
             past, logits = getattr(out, cache_arg), out.logits[:, -1, :].float()
-            tokens = sample_next(logits, temperature, top_p)
+            tokens = sample_next(logits, temperature, top_p, [generators[r] for r in active])
             items: list[dict[str, Any] | None] = [None] * len(jobs)
             keep = []
             for line, (row_index, token) in enumerate(zip(active, tokens.tolist())):

@@ -72,9 +72,10 @@ def serving_quantization(recipe: Any) -> dict[str, Any] | None:
 
 def check_machine(serving: Any, cuda: bool) -> None:
     """Settings LitServe or this machine cannot honour, refused before any loading."""
-    if serving.host not in LITSERVE_HOSTS:
-        raise ServeError(f"serving.host {serving.host!r} cannot be bound by LitServe",
-                         "use 127.0.0.1 (this machine only), 0.0.0.0 (every IPv4 interface) or ::")
+    if not is_ip_address(serving.host):
+        raise ServeError(f"serving.host {serving.host!r} cannot be bound: it is not an IP address",
+                         "use 127.0.0.1 (this machine only), 0.0.0.0 (every IPv4 interface), :: (every interface) "
+                         "or the address of one of this machine's interfaces")
     if not 1024 <= serving.port <= 65535:
         raise ServeError(f"serving.port {serving.port} is outside 1024-65535, the ports LitServe binds",
                          "pick a port from 1024 to 65535 (--port)")
@@ -90,6 +91,16 @@ def check_machine(serving: Any, cuda: bool) -> None:
                          f"{serving.timeout:g}s", "a request must be able to wait for its batch to fill")
 
 
+def is_ip_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def check_port_free(host: str, port: int) -> None:
     """Refuse a port another process listens on, before the model loads (the server would fail only after)."""
     import socket
@@ -100,6 +111,12 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as e:
+            import errno
+
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                                 "no interface of this machine has that address: give one of its addresses (--host)"
+                                 ) from None
             raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}",
                              "another process holds the port: stop it, or pick another with --port",
                              doc="port-in-use") from None

@@ -56,6 +56,17 @@ def encode_messages(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[
     return list(tokenizer(chat_text(tokenizer, messages), add_special_tokens=False)["input_ids"])
 
 
+def truncation_budget(max_input_tokens: int, context_length: int | None, max_tokens: int | None,
+                      max_new_tokens: int) -> int:
+    """Prompt tokens a truncated paper's prompt may take: the input limit, less what the answer needs of the
+    model's context (max_tokens, else the server's max_new_tokens, at most half the context), so that a long
+    paper never leaves the answer no room."""
+    if not context_length:
+        return max_input_tokens
+    answer = max_tokens if max_tokens is not None else min(max_new_tokens, context_length // 2)
+    return min(max_input_tokens, context_length - answer)
+
+
 def fit_text(tokenizer: Any, task: str, text: str, title: str, budget: int, *, chat: bool) -> str:
     """The paper text cut (at a token boundary) so that the task's prompt fits in `budget` tokens."""
     overhead = len(encode(tokenizer, task_prompt(task, "", title), chat=chat))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
@@ -86,3 +86,92 @@ class BatchRequest(Body):
 
 BATCH_MODELS: dict[str, type[Sampling]] = {"generate": GenerateRequest, "summarize": SummarizeRequest,
                                            "analyze": AnalyzeRequest}
+
+
+# ------------------------------------------------------------------------------------ OpenAI chat requests
+class ChatContentPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: str
+    text: str = ""
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: str
+    content: str | list[ChatContentPart] | None = None
+    name: str | None = None
+
+
+class ChatResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+class ChatRequest(BaseModel):
+    """The parameters of OpenAI's chat completions that Forge honours, with OpenAI's types taken strictly
+    ("16" is not a number, true is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = ""
+    messages: list[ChatMessageIn]
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    n: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    stream: bool | None = None
+    seed: int | None = Field(None, ge=-2**63, le=2**63 - 1)  # a 64-bit integer, as OpenAI's
+    user: str | None = None  # OpenAI's end-user id for abuse monitoring: no effect on the answer
+    response_format: ChatResponseFormat | None = None
+
+
+# OpenAI parameters Forge does not implement, accepted only at the value that asks for nothing (so a client that
+# always sends its defaults works); any other value, and any parameter not named here or in ChatRequest, is
+# refused with 400 unsupported_parameter rather than silently ignored.
+NEUTRAL_CHAT_VALUES: dict[str, tuple[Any, ...]] = {
+    "presence_penalty": (0, 0.0, None), "frequency_penalty": (0, 0.0, None), "logprobs": (False, None),
+    "top_logprobs": (None,), "logit_bias": (None, {}), "tools": (None, []), "tool_choice": (None, "none"),
+    "parallel_tool_calls": (None,), "functions": (None, []), "function_call": (None, "none"),
+    "stream_options": (None,),
+}
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """A chat request body checked as OpenAI checks it; ApiError 400 naming the parameter otherwise."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object", "invalid_type")
+    known = set(ChatRequest.model_fields)
+    for key, value in body.items():
+        if key in known or (key in NEUTRAL_CHAT_VALUES and _asks_nothing(value, NEUTRAL_CHAT_VALUES[key])):
+            continue
+        what = f"{key} is not supported by this server" if key in NEUTRAL_CHAT_VALUES else \
+            f"unrecognized request argument: {key}"
+        raise ApiError(400, what, "unsupported_parameter", str(key))
+    try:
+        request = ChatRequest.model_validate({k: v for k, v in body.items() if k in known})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        code = "invalid_type" if first["type"].endswith("_type") or first["type"] in _TYPE_ERRORS else "invalid_value"
+        raise ApiError(400, f"{where}: {first['msg']}", code, where or None) from None
+    if request.response_format is not None and request.response_format.type != "text":
+        raise ApiError(400, f"response_format {request.response_format.type} is not supported by this server: it "
+                            "cannot guarantee JSON output; ask for JSON in the prompt and parse the answer",
+                       "unsupported_parameter", "response_format")
+    return request
+
+
+def _asks_nothing(value: Any, neutral: tuple[Any, ...]) -> bool:
+    return value is None or any(value == v and type(value) is type(v) for v in neutral)  # False is not 0
+
+
+# pydantic names the member of a union it tried in an error's location; the parameter's path leaves it out
+_UNION_TAGS = {"str", "list[str]", "list[ChatContentPart]", "ChatContentPart", "int", "float", "bool",
+               "ChatResponseFormat", "dict[str,any]"}
+_TYPE_ERRORS = {"missing", "model_type", "model_attributes_type", "list_type", "dict_type", "is_instance_of"}

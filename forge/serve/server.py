@@ -8,13 +8,15 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from forge.serve.errors import ServeError, ServeFailed
-from forge.serve.load import ServedModel, check_machine, check_port_free, prepare_served, resolve_target
+from forge.serve.load import (LITSERVE_HOSTS, ServedModel, check_machine, check_port_free, prepare_served,
+                              resolve_target)
 from forge.serve.protocol import Limits
 
 API_PATHS = ("/v1/chat/completions", "/v1/models", "/v1/generate", "/v1/summarize", "/v1/analyze", "/v1/batch")
@@ -174,6 +176,19 @@ class _QuietShutdown(logging.Filter):
         return not (self.stopping and "Monitoring worker crashed" in record.getMessage())
 
 
+def interface_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to one interface's address, as uvicorn would bind it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # uvicorn wraps the descriptor as a socket of another family and so skips its TCP_NODELAY; set it here,
+    # where the accepted connections inherit it (small streamed pieces are not held back by Nagle's algorithm)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
 def _run(server: Any, settings: Any, log_level: str) -> int:
     """Run until Ctrl-C or SIGTERM; both stop the workers and servers cleanly."""
     main_pid = os.getpid()
@@ -187,8 +202,15 @@ def _run(server: Any, settings: Any, log_level: str) -> int:
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    listener = None
     try:
-        server.run(host=settings.host, port=settings.port, log_level=log_level, generate_client_file=False)
+        host, bind = settings.host, {}
+        if host not in LITSERVE_HOSTS:
+            # LitServe binds only its three hosts; for one interface's address Forge binds the socket and hands it
+            # over by file descriptor (uvicorn's fd), the host given to LitServe then being a placeholder
+            listener = interface_socket(host, settings.port)
+            host, bind = "127.0.0.1", {"fd": listener.fileno()}
+        server.run(host=host, port=settings.port, log_level=log_level, generate_client_file=False, **bind)
     except KeyboardInterrupt:  # LitServe stops its processes itself on Ctrl-C; a SIGTERM is made one
         pass
     except RuntimeError as e:  # LitServe: a model worker failed in setup (its traceback is above)
@@ -197,5 +219,7 @@ def _run(server: Any, settings: Any, log_level: str) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if listener is not None:
+            listener.close()
     print("forge serve: stopped", file=sys.stderr, flush=True)
     return 0

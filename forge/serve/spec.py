@@ -15,12 +15,13 @@ import pickle
 import time
 import uuid
 from collections import deque
+from dataclasses import replace
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from fastapi.responses import StreamingResponse
-from litserve.specs.openai import (ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
+from litserve.specs.openai import (ChatCompletionChunk, ChatCompletionResponse,
                                    ChatCompletionResponseChoice, ChatCompletionStreamingChoice, ChatMessage,
                                    ChoiceDelta, OpenAISpec, UsageInfo)
 from litserve.utils import LitAPIStatus, ResponseBufferItem
@@ -29,9 +30,9 @@ from starlette.background import BackgroundTask
 
 from forge.serve.generate import GenerationJob
 from forge.serve.prompts import (ANALYSIS_FIELDS, encode, encode_messages, fit_text, parse_analysis,
-                                 task_prompt)
-from forge.serve.protocol import (BATCH_MODELS, AnalyzeRequest, ApiError, BatchRequest, GenerateRequest, Limits,
-                                  PaperInput, Sampling, SummarizeRequest)
+                                 task_prompt, truncation_budget)
+from forge.serve.protocol import (BATCH_MODELS, AnalyzeRequest, ApiError, BatchRequest, ChatRequest,
+                                  GenerateRequest, Limits, PaperInput, Sampling, SummarizeRequest, parse_chat_request)
 
 CHAT_ROLES = ("system", "user", "assistant")
 MAX_STOPS, MAX_STOP_CHARS, MAX_CHOICES = 4, 100, 8
@@ -74,19 +75,29 @@ class ForgeSpec(OpenAISpec):
         return {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": 0,
                                             "owned_by": "forge"}]}
 
-    async def chat_completion(self, request: ChatCompletionRequest) -> Any:
-        if request.tools and request.tool_choice != "none":
-            raise ApiError(400, "tools are not supported by this server", "unsupported_parameter", "tools")
+    async def chat_completion(self, raw: Request) -> Any:
+        """OpenAI's chat completions: the parameters it defines that Forge honours behave as OpenAI's; the rest
+        are refused with 400 unsupported_parameter (see protocol.parse_chat_request), never ignored."""
+        try:
+            body = await raw.json()
+        except ValueError:
+            raise ApiError(400, "the request body is not valid JSON", "invalid_json") from None
+        request = parse_chat_request(body)
         n = request.n or 1
         if not 1 <= n <= MAX_CHOICES or (request.stream and n > 1):
             raise ApiError(400, f"n must be from 1 to {MAX_CHOICES}, and 1 for a stream", "invalid_value", "n")
         messages = _chat_messages(request)
         ids = await asyncio.to_thread(encode_messages, self.tokenizer, messages)
-        sampling = Sampling(max_tokens=request.max_completion_tokens or request.max_tokens,
-                            temperature=_clamp(request.temperature, 0.0, 2.0, "temperature", 0.7),
-                            top_p=_clamp(request.top_p, 1e-6, 1.0, "top_p", 1.0), stop=request.stop)
-        job = self._job(ids, sampling, bool(request.stream), "messages")
-        uids = self._submit([job] * n)
+        # OpenAI's defaults: temperature 1, top_p 1; max_completion_tokens is the newer name of max_tokens
+        max_tokens = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
+        sampling = Sampling(max_tokens=max_tokens,
+                            temperature=request.temperature if request.temperature is not None else 1.0,
+                            top_p=request.top_p if request.top_p is not None else 1.0, stop=request.stop)
+        named = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+        job = self._job(ids, sampling, bool(request.stream), "messages", param_max=named)
+        # a seed makes each choice reproducible: choice i draws from seed + i (n choices are not n copies)
+        jobs = [job if request.seed is None else replace(job, seed=request.seed + i) for i in range(n)]
+        uids = self._submit(jobs)
         if request.stream:
             return self._event_stream(self._chat_events(uids[0], len(ids)), uids)
         results = await self._results(uids)
@@ -106,16 +117,18 @@ class ForgeSpec(OpenAISpec):
                 "usage": _usage([result])}
 
     async def summarize(self, body: SummarizeRequest) -> Any:
-        uids = self._submit(await self._paper_jobs(body, [SUMMARY_TASK], body.stream))
+        jobs, read = await self._paper_jobs(body, [SUMMARY_TASK], body.stream)
+        uids = self._submit(jobs)
         if body.stream:
-            return self._event_stream(self._text_events(uids[0]), uids)
+            return self._event_stream(self._text_events(uids[0], read), uids)
         [result] = await self._results(uids)
-        return _summary(result, self.model_name)
+        return _with_input(_summary(result, self.model_name), read)
 
     async def analyze(self, body: AnalyzeRequest) -> Any:
         fields = [f for f in ANALYSIS_FIELDS if f in body.fields]
-        results = await self._results(self._submit(await self._paper_jobs(body, fields, False)))
-        return _analysis(fields, results, self.model_name)
+        jobs, read = await self._paper_jobs(body, fields, False)
+        results = await self._results(self._submit(jobs))
+        return _with_input(_analysis(fields, results, self.model_name), read)
 
     async def batch_endpoint(self, body: BatchRequest) -> Any:
         """Many inputs of one task in one request; all are checked before any is queued."""
@@ -125,36 +138,39 @@ class ForgeSpec(OpenAISpec):
         requests = [_batch_item(body.task, i, item) for i, item in enumerate(body.inputs)]
         jobs: list[GenerationJob] = []
         spans: list[tuple[int, int]] = []
+        reads: list[dict[str, Any] | None] = []
         for i, request in enumerate(requests):
             try:
                 if body.task == "generate":
                     chat = self.chat_prompts if request.chat is None else request.chat
                     ids = await asyncio.to_thread(encode, self.tokenizer, request.prompt, chat=chat)
-                    new = [self._job(ids, request, False, "prompt")]
+                    new, read = [self._job(ids, request, False, "prompt")], None
                 else:
                     tasks = [SUMMARY_TASK] if body.task == "summarize" else \
                         [f for f in ANALYSIS_FIELDS if f in request.fields]
-                    new = await self._paper_jobs(request, tasks, False)
+                    new, read = await self._paper_jobs(request, tasks, False)
             except ApiError as e:
                 raise ApiError(e.status_code, f"inputs[{i}]: {e.detail['message']}", e.detail["code"],
                                f"inputs[{i}].{e.detail['param']}") from None
             spans.append((len(jobs), len(jobs) + len(new)))
+            reads.append(read)
             jobs += new
         results = await self._results(self._submit(jobs))
         out = []
-        for request, (start, end) in zip(requests, spans):
+        for request, (start, end), read in zip(requests, spans, reads):
             part = results[start:end]
             if body.task == "generate":
                 out.append({"text": part[0]["text"], "finish_reason": part[0]["finish_reason"], "usage": _usage(part)})
             elif body.task == "summarize":
-                out.append(_summary(part[0], None))
+                out.append(_with_input(_summary(part[0], None), read))
             else:
-                out.append(_analysis([f for f in ANALYSIS_FIELDS if f in request.fields], part, None))
+                out.append(_with_input(_analysis([f for f in ANALYSIS_FIELDS if f in request.fields], part, None),
+                                       read))
         return {"model": self.model_name, "task": body.task, "results": out, "usage": _usage(results)}
 
     # ----------------------------------------------------------------------------------- checks and jobs
     def _job(self, ids: Sequence[int], sampling: Sampling, stream: bool, param: str,
-             hint: str = "shorten it") -> GenerationJob:
+             hint: str = "shorten it", *, param_max: str = "max_tokens") -> GenerationJob:
         """A checked GenerationJob: prompt and max_tokens within the limits and the model's context."""
         limits = self.limits
         if len(ids) > limits.max_input_tokens:
@@ -170,28 +186,39 @@ class ForgeSpec(OpenAISpec):
             max_tokens = sampling.max_tokens
             if max_tokens > limits.max_new_tokens:
                 raise ApiError(400, f"max_tokens {max_tokens} is over the limit of {limits.max_new_tokens} "
-                                    "(serving.max_new_tokens)", "max_tokens_exceeded", "max_tokens")
+                                    "(serving.max_new_tokens)", "max_tokens_exceeded", param_max)
             if room is not None and max_tokens > room:
                 raise ApiError(400, f"the prompt ({len(ids)} tokens) and max_tokens {max_tokens} exceed the "
                                     f"model's context of {limits.context_length} tokens", "context_length_exceeded",
-                               "max_tokens")
+                               param_max)
         stop = [sampling.stop] if isinstance(sampling.stop, str) else list(sampling.stop or [])
         if len(stop) > MAX_STOPS or any(not s or len(s) > MAX_STOP_CHARS for s in stop):
             raise ApiError(400, f"stop takes up to {MAX_STOPS} non-empty strings of at most {MAX_STOP_CHARS} "
                                 "characters", "invalid_value", "stop")
         return GenerationJob(tuple(ids), max_tokens, sampling.temperature, sampling.top_p, tuple(stop), stream)
 
-    async def _paper_jobs(self, body: PaperInput, tasks: Sequence[str], stream: bool) -> list[GenerationJob]:
-        jobs = []
+    async def _paper_jobs(self, body: PaperInput, tasks: Sequence[str],
+                          stream: bool) -> tuple[list[GenerationJob], dict[str, Any] | None]:
+        """The jobs of a paper's tasks, and with truncate, how much of the paper they read (the `input` field of
+        the response: characters read of the whole, the least over the tasks)."""
+        jobs, read = [], len(body.text)
+        limits = self.limits
+        budget = truncation_budget(limits.max_input_tokens, limits.context_length, body.max_tokens,
+                                   limits.max_new_tokens)
         for task in tasks:
             text = body.text
             if body.truncate:
-                text = await asyncio.to_thread(fit_text, self.tokenizer, task, text, body.title,
-                                               self.limits.max_input_tokens, chat=self.chat_prompts)
+                text = await asyncio.to_thread(fit_text, self.tokenizer, task, text, body.title, budget,
+                                               chat=self.chat_prompts)
+                read = min(read, len(text))
             ids = await asyncio.to_thread(encode, self.tokenizer, task_prompt(task, text, body.title),
                                           chat=self.chat_prompts)
             jobs.append(self._job(ids, body, stream, "text", "shorten it, or send truncate: true"))
-        return jobs
+        if not body.truncate:
+            return jobs, None
+        total = len(body.text)
+        return jobs, {"truncated": read < total, "characters_read": read, "characters": total,
+                      "fraction_read": round(read / total, 4) if total else 1.0}
 
     # ---------------------------------------------------------------------------- queue and responses
     def _submit(self, jobs: Sequence[GenerationJob]) -> list[str]:
@@ -271,12 +298,13 @@ class ForgeSpec(OpenAISpec):
         return StreamingResponse(events, media_type="text/event-stream",
                                  background=BackgroundTask(lambda: [self._release(u) for u in uids]))
 
-    async def _text_events(self, uid: str) -> AsyncIterator[str]:
+    async def _text_events(self, uid: str, read: dict[str, Any] | None = None) -> AsyncIterator[str]:
         """Server-sent events of /v1/generate and /v1/summarize: text pieces, the final record, [DONE]."""
         try:
             async for item in self._items(uid, each=True):
                 if item["finish_reason"]:
-                    item = {"text": item["text"], "finish_reason": item["finish_reason"], "usage": _usage([item])}
+                    item = _with_input({"text": item["text"], "finish_reason": item["finish_reason"],
+                                        "usage": _usage([item])}, read)
                 else:
                     item = {"text": item["text"], "finish_reason": None}
                 yield f"data: {json.dumps(item)}\n\n"
@@ -307,7 +335,7 @@ class ForgeSpec(OpenAISpec):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
+def _chat_messages(request: ChatRequest) -> list[dict[str, str]]:
     if not request.messages:
         raise ApiError(400, "messages must hold at least one message", "invalid_value", "messages")
     messages = []
@@ -323,14 +351,6 @@ def _chat_messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
             content = "".join(part.text for part in content)
         messages.append({"role": message.role, "content": content or ""})
     return messages
-
-
-def _clamp(value: float | None, low: float, high: float, name: str, default: float) -> float:
-    if value is None:
-        return default
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} {value:g} is outside [{low:g}, {high:g}]", "invalid_value", name)
-    return float(value)
 
 
 def _batch_item(task: str, index: int, item: dict[str, Any]) -> Any:
@@ -363,6 +383,11 @@ def _analysis(fields: Sequence[str], results: Sequence[dict[str, Any]], model: s
     out["raw"] = {field: r["text"] for field, r in zip(fields, results)}
     out["usage"] = _usage(results)
     return {"model": model, **out} if model else out
+
+
+def _with_input(out: dict[str, Any], read: dict[str, Any] | None) -> dict[str, Any]:
+    """A paper task's response, with how much of the paper was read when the request asked for truncation."""
+    return {**out, "input": read} if read is not None else out
 
 
 def _detail(error: HTTPException) -> dict[str, Any]:

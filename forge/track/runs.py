@@ -14,8 +14,24 @@ from forge.track.errors import TrackingError
 from forge.track.store import calling, experiments, find_run, open_client, resolve_store, search
 from forge.track.tables import number, text_table
 
-# the metrics `list` shows, in this order, when a run has them
-LIST_METRICS = (("loss", "loss"), ("eval_loss", "eval loss"), ("eval/perplexity", "eval ppl"))
+# the metrics `list` shows, in this order, each named by the data it was measured on: the training loss, the loss
+# on the validation split (measured while training), and `forge eval`'s perplexity on the data it evaluated
+LIST_METRICS = (("loss", "train loss"), ("eval_loss", "val loss"))
+EVAL_DATA_TAG = "forge.eval_data"  # set by `forge eval`: the split (or files) it evaluated on
+SPLIT_NAMES = {"validation": "val", "test": "test"}
+
+
+def eval_split(run: Any) -> str:
+    """Short name of the data a run's `forge eval` metrics were measured on: val, test, or data (evaluation.data
+    files); from the evaluation's tag, else the recipe's evaluation settings."""
+    source = run.data.tags.get(EVAL_DATA_TAG)
+    if source is None:
+        params = run.data.params
+        if params.get("evaluation.data", "null") not in ("null", ""):
+            return "data"
+        source = f"{params.get('evaluation.split', 'test')} split"
+    split = source.removesuffix(" split") if source.endswith(" split") else None
+    return SPLIT_NAMES.get(split or "", split or "data")
 
 
 def list_command(uri: str | None, experiment: str | None, as_json: bool = False) -> int:
@@ -31,11 +47,17 @@ def list_command(uri: str | None, experiment: str | None, as_json: bool = False)
     if not runs:
         print(f"no runs in {store}" + (f" (experiment {experiment})" if experiment else ""))
         return 0
+    # one perplexity column per split evaluated on, so that no column mixes a test and a validation figure
+    splits = {id(r): eval_split(r) for r in runs}
+    ppl_columns = sorted({splits[id(r)] for r in runs if "eval/perplexity" in r.data.metrics},
+                         key=["val", "test", "data"].index) or ["test"]
     rows = [[r.info.run_id[:8], r.info.run_name, names.get(r.info.experiment_id, ""), r.info.status,
              when(r.info.start_time), duration(r.info.start_time, r.info.end_time),
-             *[number(r.data.metrics.get(key)) for key, _ in LIST_METRICS]] for r in runs]
-    print(text_table(["run", "name", "experiment", "status", "started", "took", *[h for _, h in LIST_METRICS]],
-                     rows))
+             *[number(r.data.metrics.get(key)) for key, _ in LIST_METRICS],
+             *[number(r.data.metrics.get("eval/perplexity") if splits[id(r)] == split else None)
+               for split in ppl_columns]] for r in runs]
+    print(text_table(["run", "name", "experiment", "status", "started", "took", *[h for _, h in LIST_METRICS],
+                      *[f"{split} ppl" for split in ppl_columns]], rows))
     print(f"\n{len(runs)} run(s) in {store}; forge runs show RUN, forge runs compare RUN RUN ...")
     return 0
 

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from forge.file_modes import as_umask_allows
+
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename or a new file in folder durable."""
@@ -31,6 +33,7 @@ def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        as_umask_allows(tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -80,10 +83,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def disk_full(error: BaseException, folder: Path, free_below: int = 16 * 2**20) -> bool:
-    """Whether an error while writing to folder came from a full disk: ENOSPC, or an error without errno
-    (torch.save's "iostream error") while the folder's file system has almost no space left."""
+    """Whether an error while writing to folder came from a full disk: ENOSPC, an error that says so in its text
+    (safetensors'), or an error without errno (torch.save's "iostream error") while the folder's file system has
+    almost no space left."""
     if isinstance(error, OSError) and error.errno is not None:
         return error.errno == errno.ENOSPC
+    if "No space left on device" in str(error) or f"os error {errno.ENOSPC})" in str(error):  # safetensors (Rust)
+        return True
     try:
         stats = os.statvfs(folder)
     except OSError:

@@ -120,7 +120,7 @@ def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: Resum
         prepare_run_dir(run_dir, resume, notes, sources_sha256=digests, plan=plan.to_dict())
         shutil.rmtree(run_dir / "ranks", ignore_errors=True)  # per-rank figures of an earlier session
     for note in notes:
-        print(f"  note      {note}", flush=True)
+        print(f"forge: {note}", flush=True)  # resuming, or the old run moved aside
     prepare_tokenizer(plan.model, plan.quantization)  # builds forge:tiny-* models once, before the processes
     cuda = torch.cuda.is_available()
     config = write_launch_files(plan, run_dir, cuda=cuda)

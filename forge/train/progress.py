@@ -13,8 +13,9 @@ from transformers import TrainerCallback
 
 
 class ProgressBar(TrainerCallback):
-    """A tqdm bar over optimizer steps; evaluations print a line above it. With the run's FLOPs per token
-    (forge/flops.py) and the device's peak, the bar shows the model FLOPs utilisation (MFU) too."""
+    """A progress bar over optimizer steps (forge.console: tqdm on a terminal, lines in a log); evaluations
+    print a line above it. With the run's FLOPs per token (forge/flops.py) and the device's peak, it shows
+    the model FLOPs utilisation (MFU) too."""
 
     def __init__(self, flops: Any = None, peak_flops: float | None = None) -> None:
         self.flops, self.peak_flops = flops, peak_flops
@@ -23,10 +24,11 @@ class ProgressBar(TrainerCallback):
         self._tokens0 = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        from tqdm.auto import tqdm
+        from forge.console import progress_bar
 
-        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
-                        dynamic_ncols=True, file=sys.stderr)
+        # a bar on a terminal; in a log that is not one (a batch job's), a line per interval
+        self.bar = progress_bar(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
+                                dynamic_ncols=True, file=sys.stderr)
         self._t0, self._tokens0 = time.perf_counter(), state.num_input_tokens_seen or 0
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -50,6 +52,10 @@ class ProgressBar(TrainerCallback):
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the bar (also when training stops on an error, so that the error starts a line of its own)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None

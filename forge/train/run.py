@@ -7,6 +7,7 @@ adapter/ and summary.json (see docs/training.md).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -14,9 +15,11 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from forge.data.readers import source_digests
+from forge.file_modes import as_umask_allows
 from forge.model.errors import ForgeRuntimeError
 from forge.model.report import human_bytes, peak_memory_bytes, peak_reserved_bytes
 from forge.plan import Plan
@@ -78,6 +81,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                                "world_size": world, "data": {"sources_sha256": digests}}
     save_summary()
     tracker = None
+    bar: Any = None
     try:
         import torch
 
@@ -195,9 +199,10 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         guard = NonFiniteGuard(check_gradients=settings.precision != "fp16",
                                norm=lambda: getattr(trainer, "forge_grad_norm", None))
         stopper = StopOnSignal()
+        bar = ProgressBar(flops, peak_flops) if progress else None
         # the guard after the stopper: a step that a signal makes save waits for its gradient norm first
         forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), stopper, guard,
-                           *([ProgressBar(flops, peak_flops)] if progress else []), *([routes] if routes else [])]
+                           *([bar] if bar else []), *([routes] if routes else [])]
         with quiet_library_bars():
             trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
                                     loss_function=loss_function(settings.loss, recipe.training.loss_module),
@@ -206,17 +211,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             _summary_lines(plan, loaded, settings, trainer, bundle, run_dir, checkpoint, tracker, cuda), notes))
 
         # 8. Train; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly
-        with stop_on_signals(stopper):
-            try:
-                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-            except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
-                if disk_full(e, run_dir):
-                    last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
-                    raise ForgeRuntimeError(
-                        f"the disk filled up while training wrote to {run_dir} ({e})",
-                        f"free some space and run again: Forge resumes from {last or 'the start'}",
-                        doc="disk-full") from e
-                raise
+        with stop_on_signals(stopper), _full_disk_in_one_line(run_dir):
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         status = _status(guard, stopper, trainer)
 
         # 9. Final evaluation and the adapter (only for a run that finished or stopped early)
@@ -225,7 +221,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             if validation is not None:
                 metrics.final = True
                 trainer.evaluate()
-            adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"), main)
+            with _full_disk_in_one_line(run_dir):
+                adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"), main)
             if tracker:
                 tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter)
         if status == "failed":
@@ -257,6 +254,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             say(_final_line(summary))
         return summary
     except BaseException as e:
+        if bar is not None:
+            bar.close()
         interrupted = isinstance(e, KeyboardInterrupt)
         summary.update(status="interrupted" if interrupted else "failed", error=str(e) or type(e).__name__,
                        exception=type(e).__name__,
@@ -271,6 +270,24 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         except OSError:  # a full disk: the summary keeps its last state; the error that stopped the run goes up
             pass
         raise
+
+
+@contextlib.contextmanager
+def _full_disk_in_one_line(run_dir: Path) -> Iterator[None]:
+    """A full disk while training or saving becomes one line naming the folder and the checkpoint a new run
+    resumes from. The writers report it in their own ways: OSError (ENOSPC), torch.save's RuntimeError,
+    safetensors' SafetensorError ("No space left on device (os error 28)")."""
+    try:
+        yield
+    except Exception as e:
+        if not (isinstance(e, (OSError, RuntimeError)) or "No space left" in str(e)) or not disk_full(e, run_dir):
+            raise
+        last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ForgeRuntimeError(
+            f"the disk filled up while training wrote to {run_dir} ({reason})",
+            f"free some space in {run_dir.parent} and run again: Forge resumes from {last or 'the start'}",
+            doc="disk-full") from e
 
 
 def process_rank() -> tuple[int, int]:
@@ -364,6 +381,7 @@ def _save_final(trainer: Any, target: Path, main: bool = True) -> Path:
     Every process takes part (ZeRO-3 gathers the weights); rank 0 alone writes and renames."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
+        as_umask_allows(staging, directory=True)
         trainer.save_model(str(staging))
         if main and target.exists():
             old = target.with_name(f".{target.name}-old-{os.getpid()}")

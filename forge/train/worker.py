@@ -16,8 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args:
         print("usage: python -m forge.train.worker RECIPE [key=value ...]", file=sys.stderr)
         return 2
+    from forge.console import quiet_libraries
     from forge.plan import compile_plan
     from forge.recipe.validate import resolve
+
+    quiet_libraries()  # as `forge run` did in the launcher
     from forge.train.run import exit_code, run_recipe
 
     try:

@@ -157,7 +157,7 @@ def test_build_datasets_reports_bad_records_and_empty_results(tmp_path: Path) ->
     assert bundle.stats.dropped_by_reason() == {
         "read: no text: title, abstract, sections and full_text are all empty": 1}
     empty = write_json(tmp_path / "empty.json", [{"id": "x"}])
-    with pytest.raises(DataError, match="no papers could be read from data.sources: no text"):
+    with pytest.raises(DataError, match=f"no papers could be read from data.sources: {empty}: record 0: no text"):
         build_datasets(recipe_for(tmp_path, empty), progress=False)
     with pytest.raises(DataError, match=r"emptied the corpus at step 0 \(filter_quality\): 11 papers in, 0 out \(too_short: 11\)"):
         build_datasets(recipe_for(tmp_path, corpus, preprocess="[{step: filter_quality}]"), progress=False)

@@ -110,7 +110,25 @@ def test_all_bad_records_skipped_is_still_an_error(tmp_path: Path, model_dir: Pa
         """)
     assert main(["data", "preview", str(recipe)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("forge: no papers could be read from data.sources: no text") and err.count("\n") == 1
+    assert err.startswith(f"forge: no papers could be read from data.sources: {tmp_path / 'bad.json'}: record 0: no text")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("junk.md", bytes(range(128, 256)) * 8, "not UTF-8 text (byte 0x80 at offset 0): binary data?"),
+    ("junk.jsonl", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "not UTF-8 text (byte 0x89 at offset 0): binary data?"),
+    ("empty.md", b"", "empty file"), ("blank.txt", b"\n  \n\n", "empty file"), ("empty.jsonl", b"", "empty file")])
+def test_binary_junk_and_empty_files_are_named(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str],
+                                               name: str, content: bytes, reason: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    recipe = write_recipe(tmp_path / "junk.yaml", f"""
+        data: {{sources: [{{path: {name}}}]}}
+        model: {{name_or_path: {model_dir}}}
+        """)
+    assert main(["data", "preview", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"forge: no papers could be read from data.sources: {tmp_path / name}: file: {reason}; ")
+    assert err.count("\n") == 1
 
 
 def test_missing_file_is_one_line_and_exit_2(tmp_path: Path, model_dir: Path,

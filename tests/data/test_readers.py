@@ -70,7 +70,7 @@ def test_unreadable_files_are_one_bad_record_each(tmp_path: Path) -> None:
     result = read(DataSource(path=str(tmp_path)))
     assert result.papers == []
     reasons = {Path(b.source).name: (b.where, b.reason) for b in result.bad}
-    assert reasons["latin1.json"][0] == "file" and reasons["latin1.json"][1].startswith("unreadable")
+    assert reasons["latin1.json"][0] == "file" and reasons["latin1.json"][1].startswith("not UTF-8 text (byte 0xe9")
     assert reasons["truncated.json"][1].startswith("invalid JSON")
     assert reasons["scalar.json"][1] == "expected a JSON list of papers or an object with a 'papers' list"
 

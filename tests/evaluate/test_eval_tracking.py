@@ -11,7 +11,8 @@ from forge.evaluate.tracking import log_report, tracking_target
 
 REPORT = {"gates_passed": True,
           "metrics": {"perplexity": {"tuned": 44.0, "baseline": 2100.0}, "gene_f1": {"tuned": 0.5, "baseline": None},
-                      "tokens_per_second": {"tuned": 300.0}}}
+                      "tokens_per_second": {"tuned": 300.0}},
+          "data": {"source": "validation split", "documents": 4}}
 
 
 def recipe(enabled: bool = True, uri: str | None = None) -> SimpleNamespace:
@@ -39,6 +40,7 @@ def test_metrics_and_artifacts_reach_the_run(tmp_path: Path) -> None:
     assert metrics == {"eval/gates_passed": 1.0, "eval/perplexity": 44.0, "eval/perplexity_baseline": 2100.0,
                        "eval/gene_f1": 0.5, "eval/tokens_per_second": 300.0}
     assert [a.path for a in client.list_artifacts(run_id, "eval")] == ["eval/report.md"]
+    assert client.get_run(run_id).data.tags["forge.eval_data"] == "validation split"  # names `runs list` columns
 
 
 def test_an_unreachable_store_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

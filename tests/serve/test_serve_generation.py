@@ -84,3 +84,19 @@ def test_a_merged_adapter_serves_the_same_answers(serve_run_dir: Path) -> None:
         job = GenerationJob(tuple(tokenizer("TP53 binds")["input_ids"]), 8)
         answers.append(run(model, tokenizer, [job])[0][0])
     assert answers[0] == answers[1]
+
+
+def test_a_seeded_job_samples_the_same_answer_alone_and_in_any_batch(tiny) -> None:
+    """A seed is the job's own random stream: its neighbours' draws (seeded or not) do not move it."""
+    import torch
+
+    model, tokenizer = tiny
+    ids = tuple(tokenizer("BRCA1 regulates")["input_ids"])
+    seeded = GenerationJob(ids, 16, temperature=1.5, seed=11)
+    other = GenerationJob(tuple(tokenizer("Title: TP53 in lung tissue. KRAS")["input_ids"]), 16, temperature=1.5)
+    torch.manual_seed(0)
+    alone, _ = run(model, tokenizer, [seeded])
+    torch.manual_seed(1)
+    batched, _ = run(model, tokenizer, [other, seeded, GenerationJob(ids, 16, temperature=1.5, seed=12)])
+    assert batched[1] == alone[0]
+    assert batched[2] != alone[0]  # another seed, another answer

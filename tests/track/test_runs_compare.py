@@ -3,6 +3,7 @@ tables of what differs, plots written as PNG and logged back to the runs, one-li
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -155,3 +156,27 @@ def test_an_unreachable_server_or_missing_store_is_one_line_and_exit_2(
     code, _, err = run_cli(capsys, "runs", "sync", str(tmp_path / "nothing"))
     assert code == 2 and "summary.json is missing" in err
     assert not (tmp_path / "runs").exists()  # looking never creates an empty store
+
+
+def test_list_names_its_columns_by_split(tmp_path: Path, new_store: Callable[[Path], Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The validation loss and each run's perplexity sit under the split they were measured on: a run evaluated
+    on the test split (as `forge eval` tags it) and one whose recipe evaluates on the validation split."""
+    from mlflow import MlflowClient
+
+    folder = new_store(tmp_path / "runs")
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.create_experiment("forge", artifact_location=(tmp_path / "runs" / "mlartifacts").as_uri())
+    now = int(time.time() * 1000)
+    on_test = make_run(client, experiment, "on-test", "0.002", 2.0, tmp_path, now - 2000)  # ppl 40
+    client.set_tag(on_test, "forge.eval_data", "test split")
+    on_val = make_run(client, experiment, "on-val", "0.001", 4.0, tmp_path, now - 1000)  # ppl 20
+    client.log_param(on_val, "evaluation.split", "validation")
+    code, out, _ = run_cli(capsys, "runs", "list", "--uri", str(folder))
+    assert code == 0
+    lines = out.splitlines()
+    columns = [c for c in re.split(r"\s{2,}", lines[0].strip())]
+    assert columns[-4:] == ["train loss", "val loss", "val ppl", "test ppl"]
+    rows = {cells[1]: cells for cells in (re.split(r"\s{2,}", line.strip()) for line in lines[2:4])}
+    assert rows["on-test"][-2:] == ["-", "40"] and rows["on-val"][-2:] == ["20", "-"]
+    assert "eval loss" not in out and "eval ppl" not in out

@@ -123,3 +123,52 @@ class ReferenceRun:
     summary: dict[str, Any]
     logits: Any
     output: str
+
+
+# ------------------------------------------------------------------------------------------ resume checks
+# On the CPU a run that silently restarts from step 0 logs the same losses as one that resumes: these checks
+# tell them apart by what the resumed process trains and writes.
+class StepProbe(TrainerCallback):
+    """The optimizer steps this process trained, in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.steps.append(state.global_step)
+
+
+def metric_lines_up_to(run_dir: Path, step: int) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl that a resume from checkpoint `step` must keep as they are (a session's
+    closing `end` record is not a step's metric: the resume drops it)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r["step"] <= step and r.get("kind") != "end"]
+
+
+def assert_old_metrics_kept(run_dir: Path, kept: list[dict[str, Any]], checkpoint_step: int) -> None:
+    """The records logged up to the checkpoint are the file's first records, every value as it was (not logged
+    again: a second logging differs in its timings at least); every record after them is of a later step, the
+    first training record of step checkpoint + 1."""
+    records = read_metrics(run_dir)
+    assert records[:len(kept)] == kept, "metrics of the steps before the checkpoint were rewritten"
+    new = records[len(kept):]
+    assert all(record["step"] > checkpoint_step for record in new), [r["step"] for r in new]
+    trained = [record["step"] for record in new if record.get("kind") == "train"]
+    assert trained and trained[0] == checkpoint_step + 1, trained
+
+
+def run_resumed(prepared: tuple[Any, Any], checkpoint_step: int, **kwargs: Any) -> dict[str, Any]:
+    """run_recipe on a run directory that holds checkpoint `checkpoint_step`: the resumed process's first step
+    must be checkpoint_step + 1, and the metrics logged before it must stay as they were."""
+    from forge.train.run import run_recipe
+
+    run_dir = Path(prepared[1].run_dir)
+    kept = metric_lines_up_to(run_dir, checkpoint_step)
+    probe = StepProbe()
+    kwargs.setdefault("progress", False)
+    summary = run_recipe(*prepared, callbacks=[probe, *kwargs.pop("callbacks", [])], **kwargs)
+    assert probe.steps[:1] == [checkpoint_step + 1], probe.steps[:3]
+    assert probe.steps == list(range(checkpoint_step + 1, checkpoint_step + 1 + len(probe.steps)))
+    assert_old_metrics_kept(run_dir, kept, checkpoint_step)
+    return summary

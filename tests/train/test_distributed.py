@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import train_losses
+from harness import assert_old_metrics_kept, metric_lines_up_to, train_losses
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -92,6 +92,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_effective_batch(tmp_p
         {"rng_state_0.pth", "rng_state_1.pth"}
     assert ddp["tokens_seen"] == single["tokens_seen"]
     assert out.count("forge run ddp\n") == 1  # rank 0 alone prints the run summary
+    assert sum(line.startswith("forge run") for line in out.splitlines()) == 1  # and the launcher no header of its own
     # the same 8 examples per optimizer step, the mean of two ranks' gradients = one process's accumulated one
     got, expected = train_losses(ddp_dir), train_losses(single_dir)
     assert sorted(got) == sorted(expected) == [1, 2, 3, 4]
@@ -134,12 +135,16 @@ def test_a_dead_rank_ends_the_run_and_resume_finishes_it(tmp_path: Path, tiny_ll
     assert "run again with --resume" in out
     last = summary["last_checkpoint"]
     assert last is not None and int(last.rsplit("-", 1)[1]) >= 2
+    saved_step = int(last.rsplit("-", 1)[1])
+    kept = metric_lines_up_to(run_dir, saved_step)
 
     code, out = finish(forge_run(recipe, "--resume"))
     assert code == 0, out[-3000:]
     done = json.loads((run_dir / "summary.json").read_text())
     assert done["status"] == "completed" and done["steps"] == 8 and done["resumed_from"] == last
     assert sorted(train_losses(run_dir)) == list(range(1, 9))
+    # the resumed processes trained from the checkpoint's next step and left the earlier steps' lines alone
+    assert_old_metrics_kept(run_dir, kept, saved_step)
 
 
 def test_two_machines_of_one_process_each_on_localhost(tmp_path: Path, tiny_llama_dir: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from forge.model.errors import ForgeRuntimeError
 from forge.train.checkpoints import is_complete, latest_complete
-from harness import ReferenceRun, read_summary, train_losses
+from harness import ReferenceRun, read_summary, run_resumed, train_losses
 from test_resume import start_child
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,9 @@ def test_sigkill_at_random_steps_twice_then_resume_gives_the_same_adapter(
         latest = latest_complete(run_dir / "checkpoints")
         assert (latest.name if latest else None) == checkpoint_before(step), (SEED, first, second)
         assert read_summary(run_dir)["status"] == "running"
-    summary = run_recipe(*prepare(recipe), resume="auto", progress=False)
+    resumed_from = checkpoint_before(second)
+    summary = run_resumed(prepare(recipe), int(resumed_from.rsplit("-", 1)[1]), resume="auto") if resumed_from \
+        else run_recipe(*prepare(recipe), resume="auto", progress=False)  # nothing saved yet: a fresh start
     assert summary["status"] == "completed" and summary["steps"] == MAX_STEPS, (SEED, first, second)
     assert summary["resumed_from"] == (str(run_dir / "checkpoints" / checkpoint_before(second))
                                        if checkpoint_before(second) else None)
@@ -97,7 +99,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one(
             data[i] ^= 0xFF
         weights.write_bytes(bytes(data))
     assert not is_complete(newest) and latest_complete(run_dir / "checkpoints").name == "checkpoint-4"
-    summary = run_recipe(*prepare(recipe), resume="auto", progress=False)
+    summary = run_resumed(prepare(recipe), 4, resume="auto")
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("checkpoint-4")
     assert any("removed incomplete checkpoint checkpoint-8" in n for n in summary["notes"])
     assert_same_run(run_dir, reference_run)
@@ -152,6 +154,37 @@ def test_a_real_full_disk_during_a_save_keeps_the_last_checkpoint_and_resumes(
     assert read_summary(run_dir)["status"] in ("running", "failed")  # the last summary that fitted
 
     subprocess.run(["mount", "-o", f"remount,size={size * 8}", str(disk)], check=True)  # space freed
-    summary = run_recipe(*prepare(recipe, *overrides), progress=False)
+    summary = run_resumed(prepare(recipe, *overrides), 4)
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("checkpoint-4")
     assert_same_run(run_dir, reference_run)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path, reference_run: ReferenceRun):
+    """A tmpfs that holds the run's small files and half a checkpoint: the first save fills it."""
+    checkpoint = _folder_bytes(latest_complete(reference_run.run_dir / "checkpoints"))
+    small_files = sum(-(-p.stat().st_size // 4096) * 4096 for p in reference_run.run_dir.iterdir() if p.is_file())
+    size = small_files + 64 * 1024 + checkpoint // 2
+    folder = tmp_path / "disk"
+    if not _mount_tmpfs(folder, size):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_disk_full_at_the_first_checkpoint_is_one_line_naming_the_folder(
+        tiny_disk: Path, write_recipe: Callable[..., Path], fake_data: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """safetensors reports a full disk as its own error type (not OSError): still one line, exit 2, no traceback."""
+    from forge.cli import main
+
+    recipe = write_recipe("first_save")
+    code = main(["run", str(recipe), f"run.output_dir={tiny_disk}", "evaluation.enabled=false"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("forge:")]
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    assert len(lines) == 1 and f"the disk filled up while training wrote to {tiny_disk}/first_save" in lines[0]
+    assert "Forge resumes from the start" in lines[0]
+    assert not any(is_complete(p) for p in (tiny_disk / "first_save" / "checkpoints").glob("checkpoint-*"))

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from forge.model.errors import ForgeRuntimeError
 from forge.train.checkpoints import is_complete, latest_complete
-from harness import ReferenceRun, read_metrics, read_summary, train_losses
+from harness import ReferenceRun, read_metrics, read_summary, run_resumed, train_losses
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_a_full_disk_mid_save_leaves_no_complete_looking_checkpoint(
     assert read_summary(run_dir)["status"] == "failed"
 
     monkeypatch.setattr(Trainer, "_save_rng_state", real_save)  # space freed: run again
-    summary = run_recipe(*prepare(recipe), progress=False)
+    summary = run_resumed(prepare(recipe), 4)
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("checkpoint-4")
     assert any("removed incomplete checkpoint checkpoint-8" in n for n in summary["notes"])
     assert_same_losses(run_dir, reference_run)
@@ -148,7 +148,7 @@ def test_sigterm_saves_a_checkpoint_and_stops_cleanly(write_recipe: Callable[...
     run_dir = Path(summary["run_dir"])
     assert summary["status"] == "interrupted" and exit_code(summary) == 143 and summary["steps"] == 6
     assert is_complete(run_dir / "checkpoints" / "checkpoint-6") and summary["adapter_path"] is None
-    resumed = run_recipe(*prepare(recipe), progress=False)
+    resumed = run_resumed(prepare(recipe), 6)
     assert resumed["status"] == "completed" and resumed["resumed_from"].endswith("checkpoint-6")
     assert_same_losses(run_dir, reference_run)
 

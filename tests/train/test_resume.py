@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from forge.train.checkpoints import MARKER, is_complete, latest_complete
-from harness import ReferenceRun, read_summary, train_losses
+from harness import ReferenceRun, read_summary, run_resumed, train_losses
 
 pytestmark = pytest.mark.slow
 CHILD = Path(__file__).with_name("child_run.py")
@@ -29,9 +29,7 @@ def start_child(recipe: Path, *args: str) -> subprocess.Popen[str]:
 
 def resume_and_compare(recipe: Path, run_dir: Path, reference: ReferenceRun, expected_from: str,
                        prepare: Callable[..., Any]) -> dict[str, Any]:
-    from forge.train.run import run_recipe
-
-    summary = run_recipe(*prepare(recipe), resume="always", progress=False)
+    summary = run_resumed(prepare(recipe), int(expected_from.rsplit("-", 1)[1]), resume="always")
     assert summary["status"] == "completed" and summary["steps"] == 12
     assert summary["resumed_from"] == str(run_dir / "checkpoints" / expected_from)
     expected, got = train_losses(reference.run_dir), train_losses(run_dir)
