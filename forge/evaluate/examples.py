@@ -21,7 +21,7 @@ from typing import Any
 from forge.data.formats import template_passage
 from forge.data.gene_mentions import genes_in_text
 from forge.data.papers import ScientificPaper, body_text, paper_text
-from forge.evaluate.biocreative import GeneSentence, find_bc2gm, read_bc2gm
+from forge.evaluate.biocreative import DroppedMention, GeneSentence, find_bc2gm, read_bc2gm
 from forge.evaluate.errors import EvaluationError
 from forge.evaluate.genes import GoldGene, gold_genes
 
@@ -163,7 +163,13 @@ def load_eval_data(recipe: Any, tokenizer: Any, progress: bool = False) -> EvalD
         folder = path.parent if path.is_file() and path.name.endswith(".eval") else path
         bc2gm = find_bc2gm(folder) if folder.is_dir() else None
         if bc2gm:
-            return from_sentences(read_bc2gm(*bc2gm), f"BC2GM {folder}", ev.max_examples)
+            dropped: list[DroppedMention] = []
+            data = from_sentences(read_bc2gm(*bc2gm, dropped=dropped), f"BC2GM {folder}", ev.max_examples)
+            if dropped:
+                data.notes.append(f"BC2GM: dropped {len(dropped)} mention{'s' if len(dropped) > 1 else ''} whose "
+                                  "offsets do not match their sentence: " + "; ".join(map(str, dropped[:20]))
+                                  + (f"; and {len(dropped) - 20} more" if len(dropped) > 20 else ""))
+            return data
         from forge.data.readers import read_sources
         from forge.recipe.schema import DataSource
 
