@@ -45,8 +45,8 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     ev = recipe.evaluation
     recorded = _normal_baseline(ev.compare_with)
     baseline = recorded if compare is None else _normal_baseline(compare)
-    folder = run_dir / "eval" / adhoc_name(baseline if baseline != recorded else None, overrides) \
-        if baseline != recorded or overrides else run_dir / "eval"
+    other = (baseline or "none") if baseline != recorded else None  # a baseline other than the recipe's
+    folder = run_dir / "eval" / adhoc_name(other, overrides) if other or overrides else run_dir / "eval"
 
     from forge.plan import compile_plan
 
@@ -77,8 +77,14 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
         # one passage per example, cut with the fine-tuned model's tokenizer, and its gold read from that cut:
         # both models answer the very same examples
         prompter = settings.prompter(pair.tuned.tokenizer)
-        data.gene_recognition, lost = fit_gene_examples(data.gene_recognition,
-                                                        lambda passage: prompter.fit("genes", passage))
+        fitted, _ = fit_gene_examples(data.gene_recognition, lambda passage: prompter.fit("genes", passage))
+        kept = [(before, after) for before, after in zip(data.gene_recognition, fitted) if after.passage.strip()]
+        if len(kept) < len(fitted):  # a prompt without its passage asks nothing: its "none" would score perfect
+            fit_notes.append(f"gene_recognition: left out {len(fitted) - len(kept)} examples: the instruction alone "
+                             f"fills the {settings.window}-token window (less {settings.max_new_tokens} new tokens), "
+                             "so no passage fits; raise evaluation.window")
+        lost = sum(len(before.gold) - len(after.gold) for before, after in kept)
+        data.gene_recognition = [after for _, after in kept]
         if lost:
             fit_notes.append(f"gene_recognition: {lost} gold genes fell outside the passage cut to fit the "
                              f"{settings.window}-token window and are not gold")
@@ -168,8 +174,8 @@ def summary_text(report: dict[str, Any]) -> str:
 def adhoc_name(baseline: str | None, overrides: Sequence[str]) -> str:
     """The folder of an ad-hoc evaluation: compare-NAME for another baseline (NAME its folder's name, or
     base / none), adhoc for overrides alone, with a short hash of the overrides when there are any."""
-    name = "adhoc" if baseline is None and overrides else \
-        "compare-" + re.sub(r"[^A-Za-z0-9._-]+", "-", Path(baseline).name if baseline else "none").strip("-")
+    name = "adhoc" if baseline is None else \
+        "compare-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", Path(baseline).name).strip("-") or "baseline")
     if overrides:
         name += "-" + hashlib.sha256("\n".join(overrides).encode("utf-8")).hexdigest()[:8]
     return name
