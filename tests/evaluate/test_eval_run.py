@@ -127,7 +127,8 @@ def test_an_adhoc_evaluation_writes_its_own_report_and_logs_nothing(
     gates = ["evaluation.tasks=[perplexity]", "evaluation.max_examples=3", "evaluation.bootstrap_samples=100",
              "evaluation.gates=[{metric: perplexity, must: at_most, value: 1.0}]"]
     adhoc = evaluate_run(trained_run, progress=False, overrides=gates)
-    against_none = evaluate_run(trained_run, compare="none", progress=False, overrides=gates[:3] + ["evaluation.gates=[]"])
+    against_none = evaluate_run(trained_run, compare="none", progress=False,
+                                overrides=gates[:3] + ["evaluation.gates=[]"])
     for result, prefix in ((adhoc, "adhoc-"), (against_none, "compare-none-")):
         folder = Path(result["report_dir"])
         assert folder.parent == trained_run / "eval" and folder.name.startswith(prefix)

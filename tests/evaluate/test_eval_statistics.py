@@ -124,3 +124,14 @@ def test_the_confidence_level_is_written_from_one_constant() -> None:
     typed = [p.name for p in package.glob("*.py") if p.name != "bootstrap.py"
              and re.search(r"95 ?%|confidence\W+0\.95|97\.5|2\.5th", p.read_text(encoding="utf-8"))]
     assert typed == []
+
+
+def test_tokenizers_are_told_apart_by_their_vocabulary(tiny_llama_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from forge.evaluate.run import same_tokenizer
+
+    one, again = AutoTokenizer.from_pretrained(tiny_llama_dir), AutoTokenizer.from_pretrained(tiny_llama_dir)
+    assert same_tokenizer(one, one) and same_tokenizer(one, again)
+    again.add_tokens(["BRCA1"])  # a run with a domain token splits text differently
+    assert not same_tokenizer(one, again)
