@@ -86,19 +86,23 @@ class EvalData:
 
 
 def from_papers(papers: Sequence[ScientificPaper], source: str, *, fields: Sequence[str] = ("title", "abstract",
-                "sections"), max_examples: int = 100) -> EvalData:
-    """Task examples from papers, at most max_examples per task, in paper order."""
+                "sections"), max_examples: int = 100,
+                units: Sequence[ScientificPaper] | None = None) -> EvalData:
+    """Task examples from papers, at most max_examples per task, in paper order. `units` are the pieces the
+    training templates made rows of (a chunked paper's chunks); gene recognition asks about those, as
+    `list_genes` trained on them. Without them, each paper is its own unit."""
     data = EvalData(source=source, documents=len(papers))
+    for unit in units if units is not None else papers:
+        passage = template_passage(unit)
+        if unit.genes and passage.strip():
+            annotated = gold_genes(unit.genes)
+            data.gene_recognition.append(GeneExample(_uid(unit), passage, tuple(genes_in_text(annotated, passage)),
+                                                     group=unit.id, annotated=len({g.symbol for g in annotated})))
     for paper in papers:
-        uid = paper.id if paper.chunk_index is None else f"{paper.id}#{paper.chunk_index}"
+        uid = _uid(paper)
         text = paper_text(paper, fields)
         if text.strip():
             data.perplexity.append(TextExample(uid, text, paper.id))
-        passage = template_passage(paper)
-        if paper.genes and passage.strip():
-            annotated = gold_genes(paper.genes)
-            data.gene_recognition.append(GeneExample(uid, passage, tuple(genes_in_text(annotated, passage)),
-                                                     group=paper.id, annotated=len({g.symbol for g in annotated})))
         summary = _summary(paper, uid)
         if summary:
             data.summarization.append(summary)
@@ -188,7 +192,12 @@ def load_eval_data(recipe: Any, tokenizer: Any, progress: bool = False) -> EvalD
     if papers is None:
         raise EvaluationError(f"the data pipeline keeps no held-out papers for the {ev.split} split",
                               "set evaluation.data to files of held-out papers")
-    return from_papers(list(papers), f"{ev.split} split", fields=fields, max_examples=ev.max_examples)
+    units = getattr(bundle, f"units_{ev.split}", None) or None
+    return from_papers(list(papers), f"{ev.split} split", fields=fields, max_examples=ev.max_examples, units=units)
+
+
+def _uid(paper: ScientificPaper) -> str:
+    return paper.id if paper.chunk_index is None else f"{paper.id}#{paper.chunk_index}"
 
 
 def _summary(paper: ScientificPaper, uid: str) -> SummaryExample | None:

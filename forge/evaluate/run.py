@@ -124,10 +124,11 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     report = build_report(results=results, gates=ev.gates, samples=ev.bootstrap_samples, seed=recipe.run.seed,
                           info=info, notes=notes, unit=data.unit, not_comparable=not_comparable)
     report["wall_seconds"] = round(time.time() - started, 2)
-    write_report(report, folder)
     if folder != run_dir / "eval":
         report["tracking"] = {"status": "off", "reason": "an ad-hoc evaluation is not logged to the run"}
+        write_report(report, folder)
         return report
+    write_report(report, folder)
     report["tracking"] = _track(run_dir, recipe, report, folder)
     if report["tracking"]["status"] != "off":
         write_report(report, folder)  # keep the tracking outcome with the report

@@ -122,3 +122,15 @@ def test_one_prompt_style_for_both_models() -> None:
     instruct, plain = SimpleNamespace(chat_template="{{ messages }}"), SimpleNamespace(chat_template=None)
     assert uses_chat_template("chat", instruct) and uses_chat_template("causal_lm", instruct)
     assert not uses_chat_template("causal_lm", plain) and not uses_chat_template("instruction", instruct)
+
+
+def test_a_chunked_paper_is_asked_about_its_chunks_as_training_did() -> None:
+    chunks = [PAPER.model_copy(update={"sections": (), "full_text": text, "chunk_index": i})
+              for i, text in enumerate(["KRAS was mutated in every sample.", "MYC and p53 were not."])]
+    data = from_papers([PAPER], "test split", units=chunks)
+    rows = build_examples(chunks, "instruction", templates=("list_genes",))
+    assert [e.id for e in data.gene_recognition] == ["p1#0", "p1#1"]
+    assert [row["prompt"] for row in rows] == [LIST_GENES_PROMPT.format(text=e.passage) for e in data.gene_recognition]
+    assert [[g.symbol for g in e.gold] for e in data.gene_recognition] == [["KRAS"], ["MYC", "TP53"]]  # order of first mention
+    assert {e.group for e in data.gene_recognition} == {"p1"}  # one paper: one bootstrap unit
+    assert [e.id for e in data.perplexity] == ["p1"]  # perplexity still reads the whole paper

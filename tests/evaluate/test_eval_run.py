@@ -132,7 +132,8 @@ def test_an_adhoc_evaluation_writes_its_own_report_and_logs_nothing(
     for result, prefix in ((adhoc, "adhoc-"), (against_none, "compare-none-")):
         folder = Path(result["report_dir"])
         assert folder.parent == trained_run / "eval" and folder.name.startswith(prefix)
-        assert (folder / "report.json").is_file() and (folder / "report.md").is_file()
+        assert json.loads((folder / "report.json").read_text())["tracking"]["status"] == "off"
+        assert (folder / "report.md").is_file()
         assert result["recorded"] is False and result["tracking"]["status"] == "off"
     assert adhoc["gates"][0]["passed"] is False  # the ad-hoc gate was applied, in its own report
     assert (trained_run / "eval" / "report.json").read_bytes() == recorded  # the recorded evaluation is untouched
