@@ -146,14 +146,15 @@ def fit_gene_examples(examples: Sequence[GeneExample], fit: Callable[[str], str]
 
 
 def gene_gold_note(examples: Sequence[GeneExample]) -> str | None:
-    """How many annotated genes are not gold because the passage never mentions them (papers only)."""
+    """How many annotated genes are not gold because the passage never mentions them (papers only; a chunked
+    paper's genes count once per chunk, as each chunk is asked about them)."""
     papers = [e for e in examples if e.spans is None]
     annotated = sum(e.annotated for e in papers)
     absent = annotated - sum(len(e.gold) for e in papers)
     if not papers or absent <= 0:
         return None
-    return (f"gene_recognition: {absent} of {annotated} genes annotated on the evaluated papers are not mentioned "
-            "in the passage the prompt holds (the list_genes passage), so they are not gold")
+    return (f"gene_recognition: {absent} of {annotated} gene annotations of the evaluated passages' papers name a "
+            "gene the passage in the prompt (the list_genes passage) does not mention, so they are not gold")
 
 
 def load_eval_data(recipe: Any, tokenizer: Any, progress: bool = False) -> EvalData:

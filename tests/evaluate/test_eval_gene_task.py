@@ -35,9 +35,9 @@ def test_the_prompt_holds_the_training_passage_and_gold_is_what_it_mentions() ->
     assert [g.symbol for g in example.gold] == ["BRCA1", "TP53", "MYC"] and example.annotated == 4
     assert example.gold[1] == GoldGene("TP53", ("p53",))  # aliases from the data
     assert row["completion"] == " BRCA1, TP53, MYC"  # what training teaches is exactly the gold
-    assert gene_gold_note([example]) == ("gene_recognition: 1 of 4 genes annotated on the evaluated papers are not "
-                                         "mentioned in the passage the prompt holds (the list_genes passage), so "
-                                         "they are not gold")
+    assert gene_gold_note([example]) == ("gene_recognition: 1 of 4 gene annotations of the evaluated passages' "
+                                         "papers name a gene the passage in the prompt (the list_genes passage) "
+                                         "does not mention, so they are not gold")
 
 
 def test_cutting_the_passage_to_fit_narrows_the_gold_to_what_is_left() -> None:
