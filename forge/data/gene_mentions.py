@@ -157,7 +157,7 @@ def _answer_block(answer: str) -> str:
 
 
 def _names_after_none(block: str) -> bool:
-    """'None of the genes but BRCA1' would be odd; a bare 'none' or 'no genes are mentioned' is an answer."""
+    """'none, BRCA1' is a list with a stray 'none' in it, not an answer of none."""
     return bool(re.match(r"^\s*none\s*[,;]\s*\S", block, re.IGNORECASE))
 
 

@@ -135,3 +135,14 @@ def test_tokenizers_are_told_apart_by_their_vocabulary(tiny_llama_dir: Path) -> 
     assert same_tokenizer(one, one) and same_tokenizer(one, again)
     again.add_tokens(["BRCA1"])  # a run with a domain token splits text differently
     assert not same_tokenizer(one, again)
+
+
+def test_adhoc_report_folders_are_named_for_what_differs() -> None:
+    from forge.evaluate.run import adhoc_name
+
+    assert adhoc_name("runs/production", []) == "compare-production"
+    assert adhoc_name("none", []) == "compare-none"
+    assert adhoc_name(None, ["evaluation.max_examples=5"]) == adhoc_name(None, ["evaluation.max_examples=5"])
+    assert adhoc_name(None, ["evaluation.max_examples=5"]).startswith("adhoc-")
+    assert adhoc_name(None, ["evaluation.max_examples=5"]) != adhoc_name(None, ["evaluation.max_examples=6"])
+    assert adhoc_name("runs/x", ["a=1"]).startswith("compare-x-")
