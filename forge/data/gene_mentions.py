@@ -38,6 +38,8 @@ _NONE_ANSWER = re.compile(r"^\s*(?:none\b|(?:there\s+(?:are|is)\s+)?no\s+(?:huma
 _PARENTHETICAL = re.compile(r"\(([^()\n]*)\)")
 _DESCRIPTOR = re.compile(r"\s+(?:genes?|proteins?|mrnas?|locus|loci)$", re.IGNORECASE)
 _SYMBOL_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+# "PSEN1: raised in patients", "MAPT - tau": a name, then what the model says about it
+_DESCRIBED = re.compile(r"^(?P<name>[^:]+?)\s*(?::|\s[-–—])\s+(?P<rest>.+)$")
 _HIDDEN_SEPARATOR = "\x00"  # a separator inside parentheses, kept from the split
 
 
@@ -113,7 +115,12 @@ def parse_gene_answer(answer: str) -> GeneAnswer:
     seen: set[str] = set()
     said_none = False
     for line in block.split("\n"):
-        for raw in _SPLIT.split(_hide_separators_in_parentheses(_LABEL.sub("", _BULLET.sub("", line)))):
+        body = _LABEL.sub("", _BULLET.sub("", line))
+        if _BULLET.match(line):  # a list item that describes its gene ("1. PSEN1: raised, then ..."): the name
+            described = _DESCRIBED.match(body)
+            if described and len(described.group("name").split()) <= MAX_NAME_WORDS:
+                body = described.group("name")
+        for raw in _SPLIT.split(_hide_separators_in_parentheses(body)):
             for item in _items(_BULLET.sub("", raw.replace(_HIDDEN_SEPARATOR, ","))):
                 key = normalize_symbol(item)
                 if not key:
@@ -167,8 +174,12 @@ def _hide_separators_in_parentheses(text: str) -> str:
 
 def _items(raw: str) -> list[str]:
     """One list item cleaned into the names it holds: quotes and markup off, 'BRCA1 (breast cancer 1)' is
-    BRCA1 and 'breast cancer 1 (BRCA1)' is BRCA1, 'the TP53 gene' is TP53, 'TP53/KRAS' is two names."""
+    BRCA1 and 'breast cancer 1 (BRCA1)' is BRCA1, 'PSEN1: raised in patients' is PSEN1, 'the TP53 gene' is
+    TP53, 'TP53/KRAS' is two names."""
     item = _clean(raw)
+    described = _DESCRIBED.match(item)
+    if described and len(described.group("name").split()) <= MAX_NAME_WORDS:
+        item = _clean(described.group("name"))
     match = _PARENTHETICAL.search(item)
     if match:
         outside = _clean(item[:match.start()] + " " + item[match.end():])

@@ -39,6 +39,9 @@ def test_genes_in_text_by_symbol_or_alias_in_order_of_first_mention() -> None:
     ("Here are the genes mentioned in the passage:\n\n1. **BRCA1**\n2. TP53\n\nBoth repair DNA.", ["BRCA1", "TP53"]),
     (" BRCA1, TP53\n\nPassage: the model goes on writing", ["BRCA1", "TP53"]),
     ("Genes:\n- BRCA1\n\n- TP53", ["BRCA1", "TP53"]),  # a bulleted list with a gap
+    # a name, then what the model says about it (as SmolLM2-135M-Instruct answers)
+    ("1. PSEN1: raised in HEK293T cells\n2. MAPT - tau, which aggregates", ["PSEN1", "MAPT"]),
+    ("- Genes: BRCA1, TP53", ["BRCA1", "TP53"]),
 ])
 def test_a_models_list(answer: str, names: list[str]) -> None:
     parsed = parse_gene_answer(answer)
