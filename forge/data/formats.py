@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from forge.data.gene_mentions import genes_in_text, mentions
 from forge.data.papers import ScientificPaper, body_text, paper_text
 
 Example = dict[str, Any]
@@ -28,25 +29,15 @@ QUESTION_PROMPT = ("Read the passage and answer the question.\n\nPassage: {text}
                    "report about {gene}?\n\nAnswer:")
 
 
-def mentioned_genes(paper: ScientificPaper, text: str) -> list[str]:
-    """The paper's gold gene symbols that the text mentions (by symbol or alias), in order of first mention."""
-    found = []
-    for gene in paper.genes:
-        positions = [m.start() for name in (gene.symbol, *gene.aliases) if name
-                     for m in [re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", text)] if m]
-        if positions:
-            found.append((min(positions), gene.symbol))
-    return [symbol for _, symbol in sorted(found)]
-
-
 def causal_text(paper: ScientificPaper, fields: Sequence[str]) -> str:
     """The text of a causal-LM example: the chosen fields, or a chunk's own text."""
     return paper.full_text if paper.chunk_index is not None and not paper.title and not paper.abstract \
         else paper_text(paper, fields)
 
 
-def _passage(paper: ScientificPaper) -> str:
-    """What list_genes and answer_question read: a chunk's text, else the abstract (else the body)."""
+def template_passage(paper: ScientificPaper) -> str:
+    """What list_genes and answer_question read: a chunk's text, else the abstract (else the body). Gene
+    recognition in `forge eval` prompts with this same passage, so it asks what the template taught."""
     if paper.chunk_index is not None:
         return body_text(paper)
     return paper.abstract or body_text(paper)
@@ -61,8 +52,8 @@ def summarize(paper: ScientificPaper, rng: random.Random, passage: str | None = 
 
 
 def list_genes(paper: ScientificPaper, rng: random.Random, passage: str | None = None) -> tuple[str, str] | None:
-    text = _passage(paper) if passage is None else passage
-    genes = mentioned_genes(paper, text)
+    text = template_passage(paper) if passage is None else passage
+    genes = [g.symbol for g in genes_in_text(paper.genes, text)]
     if not genes:
         return None
     return LIST_GENES_PROMPT.format(text=text), ", ".join(genes)
@@ -70,15 +61,13 @@ def list_genes(paper: ScientificPaper, rng: random.Random, passage: str | None =
 
 def answer_question(paper: ScientificPaper, rng: random.Random,
                     passage: str | None = None) -> tuple[str, str] | None:
-    text = _passage(paper) if passage is None else passage
-    genes = mentioned_genes(paper, text)
+    text = template_passage(paper) if passage is None else passage
+    genes = genes_in_text(paper.genes, text)
     if not genes:
         return None
-    symbol = rng.choice(genes)
-    names = next((g.symbol, *g.aliases) for g in paper.genes if g.symbol == symbol)
-    sentences = [s for s in _SENTENCE.split(text)
-                 if any(re.search(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", s) for n in names if n)]
-    return QUESTION_PROMPT.format(text=text, gene=symbol), " ".join(s.strip() for s in sentences)
+    gene = rng.choice(genes)
+    sentences = [s for s in _SENTENCE.split(text) if mentions((gene.symbol, *gene.aliases), s)]
+    return QUESTION_PROMPT.format(text=text, gene=gene.symbol), " ".join(s.strip() for s in sentences)
 
 
 # A template makes (prompt, completion) from a paper, reading the passage given in place of the paper's own
@@ -88,7 +77,7 @@ TEMPLATES: dict[str, Callable[..., tuple[str, str] | None]] = {
 }
 # the passage each template reads, which is what gets shortened when an example is too long
 PASSAGES: dict[str, Callable[[ScientificPaper], str]] = {
-    "summarize": body_text, "list_genes": _passage, "answer_question": _passage,
+    "summarize": body_text, "list_genes": template_passage, "answer_question": template_passage,
 }
 
 

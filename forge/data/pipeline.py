@@ -77,6 +77,9 @@ class DataBundle:
     papers_test: list[ScientificPaper]
     stats: DataStats
     papers_validation: list[ScientificPaper] = field(default_factory=list)
+    # the held-out units the templates make rows of: chunks when the chunk step cut papers, else the papers
+    units_test: list[ScientificPaper] = field(default_factory=list)
+    units_validation: list[ScientificPaper] = field(default_factory=list)
 
 
 def build_datasets(recipe: Recipe, tokenizer: Any = None, progress: bool = True) -> DataBundle:
@@ -139,7 +142,9 @@ def build_datasets(recipe: Recipe, tokenizer: Any = None, progress: bool = True)
     stats.seconds["total"] = time.perf_counter() - started
     return DataBundle(train=built["train"], validation=built["validation"], test=built["test"],
                       papers_test=[p for p in result.whole_papers if p.id in ids["test"]], stats=stats,
-                      papers_validation=[p for p in result.whole_papers if p.id in ids["validation"]])
+                      papers_validation=[p for p in result.whole_papers if p.id in ids["validation"]],
+                      units_test=[p for p in result.papers if p.id in ids["test"]],
+                      units_validation=[p for p in result.papers if p.id in ids["validation"]])
 
 
 def token_count(row: dict[str, Any], tokenizer: Any) -> int:

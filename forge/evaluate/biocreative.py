@@ -2,10 +2,13 @@
 annotation files (`ID|start end|mention` per line; GENE.eval for the gold mentions, ALTGENE.eval for the
 alternative spellings accepted for them).
 
-BC2GM offsets count characters with every space removed, and the end is inclusive.
+BC2GM offsets count characters with every space removed, and the end is inclusive. A mention whose offsets do
+not give its text in its sentence (the official training files hold a few) is dropped with a counted warning
+that names it (file, line, sentence id); the rest of the file is kept.
 """
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +49,19 @@ class GeneSentence:
                 for m in self.mentions]
 
 
+@dataclass(frozen=True)
+class DroppedMention:
+    """An annotation line left out because its offsets do not match its sentence: where it is and why."""
+
+    path: str
+    line: int
+    sentence_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.sentence_id}: {self.reason}"
+
+
 def nonspace_index(text: str) -> list[int]:
     """For each non-space character (in order), its index in text."""
     return [i for i, ch in enumerate(text) if not ch.isspace()]
@@ -68,11 +84,21 @@ def to_nonspace_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def read_bc2gm(sentences: Path, genes: Path, alternatives: Path | None = None,
-               check_offsets: bool = True) -> list[GeneSentence]:
-    """Sentences in file order, each with its gold mentions (and alternatives when the file is given)."""
+               check_offsets: bool = True, dropped: list[DroppedMention] | None = None) -> list[GeneSentence]:
+    """Sentences in file order, each with its gold mentions (and alternatives when the file is given).
+
+    With check_offsets, a mention whose offsets do not give its text in its sentence is left out, appended to
+    `dropped` when given, and counted in one warning on stderr."""
     texts = _read_sentences(Path(sentences))
-    gold = _read_mentions(Path(genes), texts, check_offsets)
-    alt = _read_mentions(Path(alternatives), texts, check_offsets) if alternatives else {}
+    left_out: list[DroppedMention] = []
+    gold = _read_mentions(Path(genes), texts, check_offsets, left_out)
+    alt = _read_mentions(Path(alternatives), texts, check_offsets, left_out) if alternatives else {}
+    if left_out:
+        shown = "; ".join(map(str, left_out[:5])) + (f"; and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        print(f"forge: warning: dropped {len(left_out)} BC2GM mention{'s' if len(left_out) > 1 else ''} whose "
+              f"offsets do not match the sentence: {shown}", file=sys.stderr, flush=True)
+    if dropped is not None:
+        dropped.extend(left_out)
     return [GeneSentence(sid, text, tuple(gold.get(sid, ())), tuple(alt.get(sid, ()))) for sid, text in texts.items()]
 
 
@@ -105,7 +131,8 @@ def _read_sentences(path: Path) -> dict[str, str]:
     return texts
 
 
-def _read_mentions(path: Path, texts: dict[str, str], check: bool) -> dict[str, list[Mention]]:
+def _read_mentions(path: Path, texts: dict[str, str], check: bool,
+                   dropped: list[DroppedMention]) -> dict[str, list[Mention]]:
     mentions: dict[str, list[Mention]] = defaultdict(list)
     for number, line in enumerate(_lines(path), start=1):
         if not line.strip():
@@ -124,10 +151,12 @@ def _read_mentions(path: Path, texts: dict[str, str], check: bool) -> dict[str, 
             try:
                 found = span_text(texts[sid], start, end)
             except ValueError as e:
-                raise EvaluationError(f"{path}:{number}: {e}", "BC2GM offsets count non-space characters") from None
-            if found.replace(" ", "") != text.replace(" ", ""):
-                raise EvaluationError(f"{path}:{number}: offsets {start} {end} give {found!r}, not {text!r}",
-                                      "BC2GM offsets count non-space characters, end inclusive")
+                dropped.append(DroppedMention(str(path), number, sid, str(e)))
+                continue
+            if "".join(found.split()) != "".join(text.split()):
+                dropped.append(DroppedMention(str(path), number, sid, f"offsets {start} {end} give {found!r}, "
+                                                                      f"not {text!r}"))
+                continue
         mentions[sid].append(Mention(start, end, text))
     return mentions
 

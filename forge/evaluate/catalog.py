@@ -21,9 +21,13 @@ class MetricInfo:
 _METRICS = (
     MetricInfo("perplexity", "perplexity", False,
                "exp(sum of token negative log-likelihoods / number of predicted tokens) over the whole set"),
+    MetricInfo("bits_per_byte", "perplexity", False,
+               "sum of token negative log-likelihoods in bits / UTF-8 bytes of the scored text (any tokenizer)"),
     MetricInfo("gene_precision", "gene_recognition", True, "micro-averaged precision of the gene symbols listed"),
     MetricInfo("gene_recall", "gene_recognition", True, "micro-averaged recall of the gold gene symbols"),
     MetricInfo("gene_f1", "gene_recognition", True, "micro-averaged F1 of gene-name recognition"),
+    MetricInfo("gene_parse_rate", "gene_recognition", True,
+               "share of answers that read as a gene list or an explicit none (generation only)"),
     MetricInfo("rouge1", "summarization", True, "mean ROUGE-1 F-measure of the generated summaries"),
     MetricInfo("rouge2", "summarization", True, "mean ROUGE-2 F-measure of the generated summaries"),
     MetricInfo("rougeL", "summarization", True, "mean ROUGE-L F-measure of the generated summaries"),

@@ -2,8 +2,10 @@
 `evaluation.data` files) or from a BioCreative gene-mention folder.
 
 - perplexity: each paper's text (the recipe's `data.fields`, as in training);
-- gene_recognition: each paper with gold genes (an unannotated paper is left out: an absent list cannot be
-  told from an empty one); BC2GM sentences are all used, those without a mention included;
+- gene_recognition: each paper with gene annotations (an unannotated paper is left out: an absent list cannot
+  be told from an empty one), prompted with the passage the `list_genes` template trains on; its gold is the
+  annotated genes that passage mentions, recomputed by `fit_gene_examples` once the passage is cut to fit the
+  prompt; BC2GM sentences are all used, those without a mention included;
 - summarization: a reference summary in the paper's metadata (`summary`, `tldr`, `lay_summary`) for its
   abstract, else the abstract as the reference for the body;
 - question_answering: metadata `qa` (or `questions`): a list of {question, answer | answers}, asked about
@@ -11,13 +13,15 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from forge.data.formats import template_passage
+from forge.data.gene_mentions import genes_in_text
 from forge.data.papers import ScientificPaper, body_text, paper_text
-from forge.evaluate.biocreative import GeneSentence, find_bc2gm, read_bc2gm
+from forge.evaluate.biocreative import DroppedMention, GeneSentence, find_bc2gm, read_bc2gm
 from forge.evaluate.errors import EvaluationError
 from forge.evaluate.genes import GoldGene, gold_genes
 
@@ -25,10 +29,15 @@ SUMMARY_KEYS = ("summary", "tldr", "lay_summary")
 QA_KEYS = ("qa", "questions")
 
 
+# Every example names its `group`: the independent unit the bootstrap resamples (a paper; a BC2GM sentence,
+# since BC2GM's sentences were drawn one by one from MEDLINE). Examples of one group are never split apart.
+
+
 @dataclass(frozen=True)
 class TextExample:
     id: str
     text: str
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,8 @@ class GeneExample:
     passage: str
     gold: tuple[GoldGene, ...]
     spans: tuple[tuple[int, int], ...] | None = None  # gold character spans, when the source has them
+    group: str = ""
+    annotated: int = 0  # genes annotated on the paper (gold is those the passage mentions)
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class SummaryExample:
     id: str
     source: str
     references: tuple[str, ...]
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class QAExample:
     context: str
     question: str
     answers: tuple[str, ...]
+    group: str = ""
 
 
 @dataclass
@@ -60,6 +73,7 @@ class EvalData:
 
     source: str
     documents: int
+    unit: str = "paper"  # what one bootstrap unit is, for the report
     perplexity: list[TextExample] = field(default_factory=list)
     gene_recognition: list[GeneExample] = field(default_factory=list)
     summarization: list[SummaryExample] = field(default_factory=list)
@@ -72,16 +86,23 @@ class EvalData:
 
 
 def from_papers(papers: Sequence[ScientificPaper], source: str, *, fields: Sequence[str] = ("title", "abstract",
-                "sections"), max_examples: int = 100) -> EvalData:
-    """Task examples from papers, at most max_examples per task, in paper order."""
+                "sections"), max_examples: int = 100,
+                units: Sequence[ScientificPaper] | None = None) -> EvalData:
+    """Task examples from papers, at most max_examples per task, in paper order. `units` are the pieces the
+    training templates made rows of (a chunked paper's chunks); gene recognition asks about those, as
+    `list_genes` trained on them. Without them, each paper is its own unit."""
     data = EvalData(source=source, documents=len(papers))
+    for unit in units if units is not None else papers:
+        passage = template_passage(unit)
+        if unit.genes and passage.strip():
+            annotated = gold_genes(unit.genes)
+            data.gene_recognition.append(GeneExample(_uid(unit), passage, tuple(genes_in_text(annotated, passage)),
+                                                     group=unit.id, annotated=len({g.symbol for g in annotated})))
     for paper in papers:
-        uid = paper.id if paper.chunk_index is None else f"{paper.id}#{paper.chunk_index}"
+        uid = _uid(paper)
         text = paper_text(paper, fields)
         if text.strip():
-            data.perplexity.append(TextExample(uid, text))
-        if paper.genes and text.strip():
-            data.gene_recognition.append(GeneExample(uid, text, tuple(gold_genes(paper.genes))))
+            data.perplexity.append(TextExample(uid, text, paper.id))
         summary = _summary(paper, uid)
         if summary:
             data.summarization.append(summary)
@@ -94,14 +115,46 @@ def from_sentences(sentences: Sequence[GeneSentence], source: str, max_examples:
     """Gene recognition (and perplexity) examples from BC2GM sentences, with gold character spans."""
     from forge.evaluate.biocreative import nonspace_index
 
-    data = EvalData(source=source, documents=len(sentences))
+    data = EvalData(source=source, documents=len(sentences), unit="sentence")
     for s in sentences:
         index = nonspace_index(s.text)
         spans = tuple((index[m.start], index[m.end] + 1) for m in s.mentions)
-        data.gene_recognition.append(GeneExample(s.id, s.text, tuple(s.gold), spans))
-        data.perplexity.append(TextExample(s.id, s.text))
+        data.gene_recognition.append(GeneExample(s.id, s.text, tuple(s.gold), spans, s.id, len(s.mentions)))
+        data.perplexity.append(TextExample(s.id, s.text, s.id))
     _cap(data, max_examples)
     return data
+
+
+def fit_gene_examples(examples: Sequence[GeneExample], fit: Callable[[str], str]) -> tuple[list[GeneExample], int]:
+    """The examples with each passage cut by `fit` (to a prefix that fits the prompt) and the gold narrowed to
+    what the cut passage still holds: annotated genes it mentions, or (BC2GM) mentions that end inside it.
+    Also returns how many gold genes the cuts took out. Done once, so both models answer the same examples."""
+    out, lost = [], 0
+    for example in examples:
+        kept = fit(example.passage)
+        if kept == example.passage:
+            out.append(example)
+            continue
+        if example.spans is not None:
+            inside = [i for i, (_, end) in enumerate(example.spans) if end <= len(kept)]
+            gold, spans = tuple(example.gold[i] for i in inside), tuple(example.spans[i] for i in inside)
+        else:
+            gold, spans = tuple(genes_in_text(example.gold, kept)), None
+        lost += len(example.gold) - len(gold)
+        out.append(replace(example, passage=kept, gold=gold, spans=spans))
+    return out, lost
+
+
+def gene_gold_note(examples: Sequence[GeneExample]) -> str | None:
+    """How many annotated genes are not gold because the passage never mentions them (papers only; a chunked
+    paper's genes count once per chunk, as each chunk is asked about them)."""
+    papers = [e for e in examples if e.spans is None]
+    annotated = sum(e.annotated for e in papers)
+    absent = annotated - sum(len(e.gold) for e in papers)
+    if not papers or absent <= 0:
+        return None
+    return (f"gene_recognition: {absent} of {annotated} gene annotations of the evaluated passages' papers name a "
+            "gene the passage in the prompt (the list_genes passage) does not mention, so they are not gold")
 
 
 def load_eval_data(recipe: Any, tokenizer: Any, progress: bool = False) -> EvalData:
@@ -115,7 +168,13 @@ def load_eval_data(recipe: Any, tokenizer: Any, progress: bool = False) -> EvalD
         folder = path.parent if path.is_file() and path.name.endswith(".eval") else path
         bc2gm = find_bc2gm(folder) if folder.is_dir() else None
         if bc2gm:
-            return from_sentences(read_bc2gm(*bc2gm), f"BC2GM {folder}", ev.max_examples)
+            dropped: list[DroppedMention] = []
+            data = from_sentences(read_bc2gm(*bc2gm, dropped=dropped), f"BC2GM {folder}", ev.max_examples)
+            if dropped:
+                data.notes.append(f"BC2GM: dropped {len(dropped)} mention{'s' if len(dropped) > 1 else ''} whose "
+                                  "offsets do not match their sentence: " + "; ".join(map(str, dropped[:20]))
+                                  + (f"; and {len(dropped) - 20} more" if len(dropped) > 20 else ""))
+            return data
         from forge.data.readers import read_sources
         from forge.recipe.schema import DataSource
 
@@ -134,7 +193,12 @@ def load_eval_data(recipe: Any, tokenizer: Any, progress: bool = False) -> EvalD
     if papers is None:
         raise EvaluationError(f"the data pipeline keeps no held-out papers for the {ev.split} split",
                               "set evaluation.data to files of held-out papers")
-    return from_papers(list(papers), f"{ev.split} split", fields=fields, max_examples=ev.max_examples)
+    units = getattr(bundle, f"units_{ev.split}", None) or None
+    return from_papers(list(papers), f"{ev.split} split", fields=fields, max_examples=ev.max_examples, units=units)
+
+
+def _uid(paper: ScientificPaper) -> str:
+    return paper.id if paper.chunk_index is None else f"{paper.id}#{paper.chunk_index}"
 
 
 def _summary(paper: ScientificPaper, uid: str) -> SummaryExample | None:
@@ -142,10 +206,10 @@ def _summary(paper: ScientificPaper, uid: str) -> SummaryExample | None:
     for key in SUMMARY_KEYS:
         refs = _strings(paper.metadata.get(key))
         if refs and source:
-            return SummaryExample(uid, source, tuple(refs))
+            return SummaryExample(uid, source, tuple(refs), paper.id)
     body = body_text(paper).strip()
     if paper.abstract.strip() and body:
-        return SummaryExample(uid, body, (paper.abstract.strip(),))
+        return SummaryExample(uid, body, (paper.abstract.strip(),), paper.id)
     return None
 
 
@@ -158,7 +222,7 @@ def _questions(paper: ScientificPaper, uid: str) -> list[QAExample]:
             continue
         answers = _strings(item.get("answers", item.get("answer")))
         if answers and context:
-            out.append(QAExample(f"{uid}/q{i}", context, item["question"].strip(), tuple(answers)))
+            out.append(QAExample(f"{uid}/q{i}", context, item["question"].strip(), tuple(answers), paper.id))
     return out
 
 

@@ -2,8 +2,11 @@
 
 `decrease_by`/`increase_by` compare the fine-tuned model with the baseline as a fraction (decrease_by 0.10:
 at least 10 % lower); `not_decrease`/`not_increase` allow a change of at most `value` (a fraction, 0 by
-default) the wrong way; `at_most`/`at_least` compare with a fixed bound. Gates read point estimates, so a
-gate's outcome is the same on every run of the same numbers; the A/B verdict is shown beside it.
+default) the wrong way; `at_most`/`at_least` compare with a fixed bound. A value equal to the threshold
+passes (up to a relative 1e-9, so that 6.3 passes `decrease_by 0.1` against 7.0 whatever the float rounding of
+7.0 x 0.9). Gates read point estimates, so a gate's outcome is the same on every run of the same numbers; the
+A/B verdict is shown beside it. A relative gate on a metric the two models cannot be compared by (perplexity
+across tokenizers) fails with the reason.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 from forge.evaluate.catalog import METRICS
 
 RELATIVE = ("decrease_by", "increase_by", "not_decrease", "not_increase")
+EQUAL_TOLERANCE = 1e-9  # relative: a value equal to its threshold up to float rounding passes
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class GateOutcome:
         return f"{'PASS' if self.passed else 'FAIL'} {self.metric} {self.must} {self.value:g}: {self.reason}"
 
 
-def check_gate(gate: Any, metrics: Mapping[str, Mapping[str, float | None]]) -> GateOutcome:
+def check_gate(gate: Any, metrics: Mapping[str, Mapping[str, Any]]) -> GateOutcome:
     """One gate (anything with metric, must, value) against {metric: {"tuned": x, "baseline": y}}."""
     metric, must, value = str(_get(gate, "metric")), str(_get(gate, "must")), float(_get(gate, "value", 0.0))
 
@@ -54,25 +58,30 @@ def check_gate(gate: Any, metrics: Mapping[str, Mapping[str, float | None]]) -> 
     if tuned is None:
         return outcome(False, "no value was measured", tuned, baseline)
     if must == "at_most":
-        return outcome(tuned <= value, f"{tuned:.6g} {'<=' if tuned <= value else '>'} {value:g}", tuned, baseline, value)
+        ok = _at_most(tuned, value)
+        return outcome(ok, f"{tuned:.6g} {'<=' if ok else '>'} {value:g}", tuned, baseline, value)
     if must == "at_least":
-        return outcome(tuned >= value, f"{tuned:.6g} {'>=' if tuned >= value else '<'} {value:g}", tuned, baseline, value)
+        ok = _at_most(value, tuned)
+        return outcome(ok, f"{tuned:.6g} {'>=' if ok else '<'} {value:g}", tuned, baseline, value)
     if must not in RELATIVE:
         return outcome(False, f"unknown condition {must!r}", tuned, baseline)
+    refused = metrics[metric].get("not_comparable")
+    if refused:
+        return outcome(False, f"not comparable with the baseline: {refused}", tuned, baseline)
     if baseline is None:
         return outcome(False, "needs a baseline: set evaluation.compare_with (e.g. base)", tuned, baseline)
     lower = must in ("decrease_by", "not_increase")
     factor = {"decrease_by": 1 - value, "increase_by": 1 + value,
               "not_decrease": 1 - value, "not_increase": 1 + value}[must]
     threshold = baseline * factor
-    passed = tuned <= threshold if lower else tuned >= threshold
+    passed = _at_most(tuned, threshold) if lower else _at_most(threshold, tuned)
     change = f"{(tuned - baseline) / baseline:+.1%}" if baseline else f"{tuned - baseline:+.6g}"
     sign = ("<=" if passed else ">") if lower else (">=" if passed else "<")
     return outcome(passed, f"{tuned:.6g} vs baseline {baseline:.6g} ({change}); {tuned:.6g} {sign} {threshold:.6g}",
                    tuned, baseline, threshold)
 
 
-def check_gates(gates: Sequence[Any], metrics: Mapping[str, Mapping[str, float | None]]) -> list[GateOutcome]:
+def check_gates(gates: Sequence[Any], metrics: Mapping[str, Mapping[str, Any]]) -> list[GateOutcome]:
     """Every gate's outcome, in recipe order."""
     return [check_gate(g, metrics) for g in gates]
 
@@ -80,6 +89,11 @@ def check_gates(gates: Sequence[Any], metrics: Mapping[str, Mapping[str, float |
 def all_passed(outcomes: Sequence[GateOutcome | Mapping[str, Any]]) -> bool:
     """True when every gate passed (and when there are none)."""
     return all(o["passed"] if isinstance(o, Mapping) else o.passed for o in outcomes)
+
+
+def _at_most(a: float, b: float) -> bool:
+    """a <= b, where a equal to b up to float rounding counts as equal."""
+    return a <= b or math.isclose(a, b, rel_tol=EQUAL_TOLERANCE, abs_tol=1e-12)
 
 
 def _get(gate: Any, key: str, default: Any = None) -> Any:

@@ -1,33 +1,22 @@
-"""Gene-name recognition scoring: parse the list of genes a model wrote, normalise symbols, and count true
-positives, false positives and false negatives against gold annotations for precision, recall and F1.
+"""Gene-name recognition scoring: count true positives, false positives and false negatives of the names a
+model gave against gold annotations, for precision, recall and F1. Reading a model's answer and the key two
+spellings share live in `forge.data.gene_mentions`, which training data and serving use too.
 
-Normalisation: Unicode NFKC, case folded, Greek letters spelled out (TNF-α = TNF-alpha = TNF alpha), every
-character other than a-z and 0-9 dropped (IL-6 = IL6 = il 6), and a gold gene's aliases (from the data)
-count as the gene. A name predicted twice counts once.
+Normalisation (`normalize_symbol`): Unicode NFKC, case folded, Greek letters spelled out (TNF-α = TNF-alpha =
+TNF alpha), every character other than a-z and 0-9 dropped (IL-6 = IL6 = il 6); a gold gene's aliases (from
+the data) count as the gene. A name predicted twice counts once.
 
 Convention for empty sets: a ratio whose denominator is 0 is 1 when both the gold and the predicted sets
 are empty (nothing to find, nothing claimed) and 0 otherwise; F1 is 0 when precision + recall is 0.
 """
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from forge.data.vocabulary import GREEK_NAMES
-
-_GREEK = {char.lower(): name.lower() for char, name in GREEK_NAMES.items()}
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
-_SPLIT = re.compile(r"[\n,;|]+|\s+(?:and|or|&)\s+")
-_BULLET = re.compile(r"^\s*(?:[-*•·>]+|\(?\d{1,3}[.)]|\(?[a-z][.)](?=\s))\s*")
-_LABEL = re.compile(r"^\s*(?:the\s+)?(?:genes?|gene names|gene symbols|symbols|answer|output)"
-                    r"(?:\s+(?:mentioned|listed|found))?\s*(?:are|is)?\s*[:=\-]\s*", re.IGNORECASE)
-_NONE = {"", "none", "no genes", "no gene", "n a", "na", "nil", "not applicable", "nothing", "unknown"}
-MAX_NAME_WORDS = 4  # a longer item is a sentence, not a gene name
-MAX_NAME_CHARS = 40
+from forge.data.gene_mentions import normalize_symbol
 
 
 @dataclass(frozen=True)
@@ -67,31 +56,6 @@ def _ratio(hits: int, total: int, others: int) -> float:
     if total:
         return hits / total
     return 1.0 if others == 0 else 0.0
-
-
-def normalize_symbol(name: str) -> str:
-    """The key two spellings of one gene share: TNF-α, TNF alpha and tnfalpha all give 'tnfalpha'."""
-    text = unicodedata.normalize("NFKC", name).casefold()  # casefold: final sigma too
-    text = "".join(_GREEK.get(ch, ch) for ch in text)
-    return _NOT_ALNUM.sub("", text)
-
-
-def parse_gene_list(output: str) -> list[str]:
-    """The names in a model's answer: split on commas, semicolons, new lines and 'and'; bullets, numbering,
-    a leading 'Genes:' label, quotes and 'none' dropped; order kept, duplicates (after normalising) removed."""
-    names: list[str] = []
-    seen: set[str] = set()
-    for raw in _SPLIT.split(output):
-        item = _LABEL.sub("", _BULLET.sub("", raw)).strip().strip("\"'`*()[]{}").rstrip(".:!?").strip()
-        key = normalize_symbol(item)
-        words = item.split()
-        if not key or " ".join(_NOT_ALNUM.sub(" ", item.lower()).split()) in _NONE:
-            continue
-        if len(words) > MAX_NAME_WORDS or len(item) > MAX_NAME_CHARS or key in seen:
-            continue
-        seen.add(key)
-        names.append(item)
-    return names
 
 
 def gold_genes(genes: Iterable[GoldGene | str | object]) -> list[GoldGene]:

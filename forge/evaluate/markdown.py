@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from forge.evaluate.bootstrap import CONFIDENCE, confidence_label
+
 TASK_TITLES = {"perplexity": "Perplexity", "gene_recognition": "Gene-name recognition",
                "summarization": "Summarization", "question_answering": "Question answering"}
 
@@ -14,6 +16,8 @@ TASK_TITLES = {"perplexity": "Perplexity", "gene_recognition": "Gene-name recogn
 def render_markdown(report: Mapping[str, Any]) -> str:
     """report.md for a report dict built by forge.evaluate.report."""
     baseline = report.get("baseline_label") or "baseline"
+    level = confidence_label(report.get("bootstrap", {}).get("confidence", CONFIDENCE))
+    unit = report.get("bootstrap", {}).get("unit", "paper")
     lines = [f"# Evaluation of {report.get('run_name', 'run')}", ""]
     lines += [f"- run directory: `{report.get('run_dir')}`",
               f"- fine-tuned model: `{report.get('model_source')}`",
@@ -21,11 +25,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
               f"- data: {report.get('data', {}).get('source')} "
               f"({_counts(report.get('data', {}).get('examples', {}))})",
               f"- device: {report.get('device', 'unknown')}",
-              f"- bootstrap: {report['bootstrap']['samples']} paired resamples, seed {report['bootstrap']['seed']}, "
-              "95 % percentile intervals",
+              f"- bootstrap: {report['bootstrap']['samples']} paired resamples of whole {unit}s, seed "
+              f"{report['bootstrap']['seed']}, {level} percentile intervals",
               f"- evaluated at {report.get('created_at')} in {report.get('wall_seconds', 0):.1f} s", ""]
     lines += _gates(report)
-    lines += _metrics_table(report, baseline)
+    lines += _metrics_table(report, baseline, level)
     for task, entry in report.get("tasks", {}).items():
         lines += _task_section(task, entry, report)
     lines += _benchmark(report, baseline)
@@ -46,26 +50,26 @@ def _gates(report: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _metrics_table(report: Mapping[str, Any], baseline: str) -> list[str]:
+def _metrics_table(report: Mapping[str, Any], baseline: str, level: str) -> list[str]:
     metrics = {k: v for k, v in report.get("metrics", {}).items() if v.get("task") != "benchmark"}
     if not metrics:
         return ["## Results", "", "No task produced metrics.", ""]
     comparisons = report.get("comparisons", {})
     if not report.get("has_baseline"):
-        lines = ["## Results", "", "| metric | fine-tuned [95 % CI] |", "| --- | --- |"]
+        lines = ["## Results", "", f"| metric | fine-tuned [{level} CI] |", "| --- | --- |"]
         lines += [f"| {name} | {_with_ci(e.get('tuned'), e.get('tuned_ci'))} |" for name, e in metrics.items()]
         return lines + [""]
-    lines = ["## Results", "", f"| metric | fine-tuned [95 % CI] | {baseline} [95 % CI] | difference [95 % CI] | "
-             "verdict |", "| --- | --- | --- | --- | --- |"]
+    lines = ["## Results", "", f"| metric | fine-tuned [{level} CI] | {baseline} [{level} CI] | difference "
+             f"[{level} CI] | verdict |", "| --- | --- | --- | --- | --- |"]
     for name, e in metrics.items():
         c = comparisons.get(name, {})
         arrow = "lower is better" if not e.get("higher_is_better") else "higher is better"
         difference = _with_ci(c.get("difference"), [c.get("ci_low"), c.get("ci_high")]) if c else "n/a"
         if c.get("relative_change") is not None:
             difference += f" ({c['relative_change']:+.1%})"
+        verdict = c.get("verdict", "n/a") + (f" ({c['reason']})" if c.get("reason") else "")
         lines.append(f"| {name} ({arrow}) | {_with_ci(e.get('tuned'), e.get('tuned_ci'))} | "
-                     f"{_with_ci(e.get('baseline'), e.get('baseline_ci'))} | {difference} | "
-                     f"{c.get('verdict', 'n/a')} |")
+                     f"{_with_ci(e.get('baseline'), e.get('baseline_ci'))} | {difference} | {_escape(verdict)} |")
     return lines + [""]
 
 

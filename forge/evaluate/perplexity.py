@@ -5,6 +5,10 @@ all the context before them; each later window moves by `stride` and scores only
 which therefore see between window - stride and window - 1 tokens of context. The set's perplexity is
 exp(sum of token NLL / number of scored tokens): long documents weigh by their tokens, which a mean of
 per-document perplexities would not do.
+
+Perplexity is per token, so two models with different tokenizers are not comparable by it. Bits per byte
+(sum of NLL / ln 2 / UTF-8 bytes of the scored text) does not depend on the tokenizer, and is what such a
+comparison reports instead.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class DocumentScore:
 
     nll: float
     tokens: int
+    bytes: int = 0  # UTF-8 bytes of the text those tokens cover
 
 
 def effective_stride(window: int, stride: int | None) -> int:
@@ -80,8 +85,24 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], window: int, s
     scores = []
     for text in progress_bar(texts, desc=desc, unit=" docs", disable=not progress, leave=False):
         ids = tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
-        scores.append(score_ids(model, ids, window, stride))
+        score = score_ids(model, ids, window, stride)
+        scores.append(DocumentScore(score.nll, score.tokens, scored_bytes(tokenizer, text, ids)))
     return scores
+
+
+def scored_bytes(tokenizer: Any, text: str, ids: Sequence[int]) -> int:
+    """UTF-8 bytes of the text the scored tokens cover: all of it after a special first token (a BOS), else
+    all but the first token's text, which nothing predicts."""
+    if len(ids) < 2:
+        return 0
+    if ids[0] in set(getattr(tokenizer, "all_special_ids", ()) or ()):
+        return len(text.encode("utf-8"))
+    try:
+        offsets = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True,
+                            verbose=False)["offset_mapping"]
+        return len(text[offsets[1][0]:].encode("utf-8"))
+    except NotImplementedError:  # a slow tokenizer: the first token's text, decoded
+        return max(0, len(text.encode("utf-8")) - len(tokenizer.decode(ids[:1]).encode("utf-8")))
 
 
 def perplexity(scores: Sequence[DocumentScore]) -> float:
@@ -94,13 +115,18 @@ def perplexity(scores: Sequence[DocumentScore]) -> float:
 
 
 def units(scores: Sequence[DocumentScore]) -> np.ndarray:
-    """Per-document bootstrap units: rows of (NLL sum, token count)."""
-    return np.array([[s.nll, s.tokens] for s in scores], dtype=np.float64).reshape(-1, 2)
+    """Per-document bootstrap units: rows of (NLL sum, token count, byte count)."""
+    return np.array([[s.nll, s.tokens, s.bytes] for s in scores], dtype=np.float64).reshape(-1, 3)
 
 
 def perplexity_statistic(units: np.ndarray) -> np.ndarray:
     """Perplexity of (resampled) documents from their summed NLL and token counts."""
     return np.exp(units[..., 0].sum(axis=-1) / units[..., 1].sum(axis=-1))
+
+
+def bits_per_byte_statistic(units: np.ndarray) -> np.ndarray:
+    """Bits per UTF-8 byte of (resampled) documents: summed NLL in bits over summed bytes."""
+    return units[..., 0].sum(axis=-1) / math.log(2) / units[..., 2].sum(axis=-1)
 
 
 def _device(model: Any) -> Any:

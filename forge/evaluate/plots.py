@@ -1,5 +1,6 @@
 """The report's figures: one PNG per task, its metrics as bars for the fine-tuned model and the baseline with
-95 % bootstrap intervals as error bars. matplotlib draws off-screen (Agg), so no display is needed.
+the report's bootstrap intervals (at `bootstrap.CONFIDENCE`) as error bars. matplotlib draws off-screen
+(Agg), so no display is needed.
 """
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from forge.evaluate.bootstrap import CONFIDENCE, MIN_UNITS, NOT_COMPARABLE, cluster, interval, paired_bootstrap
 from forge.file_modes import as_umask_allows
-from forge.evaluate.bootstrap import interval, paired_bootstrap
 from forge.evaluate.catalog import METRICS
 from forge.evaluate.gates import all_passed, check_gates
 from forge.evaluate.generation import latency_summary
@@ -27,11 +27,16 @@ PLOT_TITLES = {"perplexity": ("Perplexity (lower is better)", "perplexity"),
 
 
 def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gates: Sequence[Any],
-                 samples: int, seed: int, info: Mapping[str, Any], notes: Sequence[str] = ()) -> dict[str, Any]:
-    """The report dict: results is {task: {"tuned": TaskResult, "baseline": TaskResult | None}}."""
+                 samples: int, seed: int, info: Mapping[str, Any], notes: Sequence[str] = (), unit: str = "paper",
+                 not_comparable: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The report dict: results is {task: {"tuned": TaskResult, "baseline": TaskResult | None}}. unit names
+    what one resampled unit is (paper, sentence); not_comparable maps a metric to why its values cannot be
+    compared between the two models (it then gets no difference, verdict or relative gate)."""
     metrics: dict[str, dict[str, Any]] = {}
     comparisons: dict[str, dict[str, Any]] = {}
     tasks: dict[str, dict[str, Any]] = {}
+    notes = list(notes)
+    refused = dict(not_comparable or {})
     has_baseline = any(r.get("baseline") is not None for r in results.values())
     for task, pair in results.items():
         tuned, baseline = pair["tuned"], pair.get("baseline")
@@ -39,17 +44,29 @@ def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gate
         tasks[task] = _task_entry(tuned, baseline)
         if tuned.skipped or tuned.units is None:
             continue
+        n_units = cluster(tuned.units, tuned.groups).shape[0]
+        tasks[task]["units"] = n_units
+        if 2 <= n_units < MIN_UNITS:
+            notes.append(f"{task}: a small sample ({n_units} {unit}s, fewer than {MIN_UNITS}): its intervals are "
+                         "rough and no comparison is called significant")
         for name, statistic in tuned.statistics.items():
             entry: dict[str, Any] = {"task": task, "higher_is_better": METRICS[name].higher_is_better,
-                                     "tuned": _clean(tuned.metrics.get(name)),
-                                     "tuned_ci": _pair(interval(tuned.units, statistic, samples=samples, seed=seed))}
-            if baseline is not None and not baseline.skipped and baseline.units is not None:
+                                     "tuned": _clean(tuned.metrics.get(name)), "units": n_units,
+                                     "tuned_ci": _pair(interval(tuned.units, statistic, samples=samples, seed=seed,
+                                                                groups=tuned.groups))}
+            if baseline is not None and not baseline.skipped and baseline.units is not None \
+                    and name in baseline.statistics:
                 entry["baseline"] = _clean(baseline.metrics.get(name))
-                entry["baseline_ci"] = _pair(interval(baseline.units, statistic, samples=samples, seed=seed))
-                comparison = paired_bootstrap(tuned.units, baseline.units, statistic, metric=name,
-                                              higher_is_better=METRICS[name].higher_is_better, samples=samples,
-                                              seed=seed)
-                comparisons[name] = {k: _clean(v) for k, v in comparison.to_dict().items()}
+                entry["baseline_ci"] = _pair(interval(baseline.units, statistic, samples=samples, seed=seed,
+                                                      groups=baseline.groups))
+                if name in refused:
+                    entry["not_comparable"] = refused[name]
+                    comparisons[name] = {"metric": name, "verdict": NOT_COMPARABLE, "reason": refused[name]}
+                else:
+                    comparison = paired_bootstrap(tuned.units, baseline.units, statistic, metric=name,
+                                                  higher_is_better=METRICS[name].higher_is_better, samples=samples,
+                                                  seed=seed, groups=tuned.groups)
+                    comparisons[name] = {k: _clean(v) for k, v in comparison.to_dict().items()}
             metrics[name] = entry
     benchmark = _benchmark(results)
     for name in BENCHMARK_METRICS:
@@ -64,14 +81,15 @@ def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gate
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **dict(info),
         "has_baseline": has_baseline,
-        "bootstrap": {"samples": samples, "seed": seed, "confidence": 0.95},
+        "bootstrap": {"samples": samples, "seed": seed, "confidence": CONFIDENCE, "unit": unit,
+                      "min_units": MIN_UNITS},
         "metrics": metrics,
         "comparisons": comparisons,
         "tasks": tasks,
         "benchmark": benchmark,
         "gates": outcomes,
         "gates_passed": all_passed(outcomes),
-        "notes": list(notes),
+        "notes": notes,
     }
 
 
@@ -93,6 +111,9 @@ def draw_plots(report: Mapping[str, Any], folder: Path) -> list[str]:
     written = []
     for task, (title, ylabel) in PLOT_TITLES.items():
         names = [m for m, e in report["metrics"].items() if e["task"] == task and e.get("tuned") is not None]
+        if task == "perplexity":  # one scale per chart: bits per byte only when perplexities cannot be compared
+            refused = report["metrics"].get("perplexity", {}).get("not_comparable")
+            names = [m for m in names if m == ("bits_per_byte" if refused else "perplexity")]
         if not names:
             continue
         series: dict[str, dict[str, tuple[float, float, float]]] = {"fine-tuned": {}}

@@ -2,11 +2,18 @@
 tasks, against its baseline, and write `<run_dir>/eval/` (report.json, report.md, plots); then log it to the
 run's MLflow run. `eval_command` is the verb (and the end of `forge run`): exit 0 when every gate passes,
 1 when one fails; bad input raises a ForgeError (exit 2 in the CLI).
+
+The run's recorded evaluation is the one its recipe defines. An ad-hoc evaluation (`--compare` with another
+baseline, or key=value overrides such as other gates) writes its own folder, `eval/compare-NAME/` or
+`eval/adhoc-HASH/`, and logs nothing to MLflow, so it never replaces the recorded report or the run's
+`eval/*` metrics that `forge runs compare` reads.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -36,8 +43,10 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     resolved, run_dir = resolve_target(run_dir, overrides)
     recipe = resolved.recipe
     ev = recipe.evaluation
-    baseline = ev.compare_with if compare is None else compare
-    baseline = None if baseline is None or baseline.strip().lower() in NO_BASELINE else baseline
+    recorded = _normal_baseline(ev.compare_with)
+    baseline = recorded if compare is None else _normal_baseline(compare)
+    other = (baseline or "none") if baseline != recorded else None  # a baseline other than the recipe's
+    folder = run_dir / "eval" / adhoc_name(other, overrides) if other or overrides else run_dir / "eval"
 
     from forge.plan import compile_plan
 
@@ -45,7 +54,7 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     import torch
     from transformers import set_seed
 
-    from forge.evaluate.examples import load_eval_data
+    from forge.evaluate.examples import fit_gene_examples, gene_gold_note, load_eval_data
     from forge.evaluate.models import load_models
     from forge.evaluate.report import build_report, write_report
     from forge.evaluate.tasks import TaskSettings, run_task
@@ -58,10 +67,32 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     if data.documents == 0:
         raise EvaluationError(f"there is nothing to evaluate on: {data.source} holds no papers",
                               f"set data.split.{ev.split} above 0, or evaluation.data to held-out papers")
+    chat = uses_chat_template(recipe.data.format, pair.tuned.tokenizer)
     settings = TaskSettings(window=_window(ev.window or recipe.training.max_seq_length, pair.tuned.model),
                             stride=ev.stride, max_new_tokens=ev.generation.max_new_tokens,
                             temperature=ev.generation.temperature, top_p=ev.generation.top_p,
-                            chat=recipe.data.format == "chat", progress=progress)
+                            chat=chat, progress=progress)
+    fit_notes: list[str] = []
+    if "gene_recognition" in ev.tasks and pair.tuned.kind == "causal_lm" and data.gene_recognition:
+        # one passage per example, cut with the fine-tuned model's tokenizer, and its gold read from that cut:
+        # both models answer the very same examples
+        prompter = settings.prompter(pair.tuned.tokenizer)
+        fitted, _ = fit_gene_examples(data.gene_recognition, lambda passage: prompter.fit("genes", passage))
+        kept = [(before, after) for before, after in zip(data.gene_recognition, fitted) if after.passage.strip()]
+        if len(kept) < len(fitted):  # a prompt without its passage asks nothing: its "none" would score perfect
+            fit_notes.append(f"gene_recognition: left out {len(fitted) - len(kept)} examples: the instruction alone "
+                             f"fills the {settings.window}-token window (less {settings.max_new_tokens} new tokens), "
+                             "so no passage fits; raise evaluation.window")
+        lost = sum(len(before.gold) - len(after.gold) for before, after in kept)
+        data.gene_recognition = [after for _, after in kept]
+        if lost:
+            fit_notes.append(f"gene_recognition: {lost} gold genes fell outside the passage cut to fit the "
+                             f"{settings.window}-token window and are not gold")
+    gold_note = gene_gold_note(data.gene_recognition) if "gene_recognition" in ev.tasks else None
+    not_comparable = {}
+    if pair.baseline is not None and not same_tokenizer(pair.tuned.tokenizer, pair.baseline.tokenizer):
+        not_comparable["perplexity"] = ("the two models have different tokenizers, so their perplexities are per "
+                                        "different tokens; compare bits_per_byte")
     results: dict[str, dict[str, Any]] = {}
     with _cpu_threads(pair.tuned.model) as threads:
         if any(task != "perplexity" for task in ev.tasks):  # the first generation allocates; keep it untimed
@@ -72,8 +103,8 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
         for task in ev.tasks:
             results[task] = {"tuned": run_task(task, data, pair.tuned, settings),
                              "baseline": run_task(task, data, pair.baseline, settings) if pair.baseline else None}
-    notes = pair.notes + data.notes + [f"{t}: skipped, {r['tuned'].skipped}" for t, r in results.items()
-                                       if r["tuned"].skipped]
+    notes = pair.notes + data.notes + fit_notes + ([gold_note] if gold_note else []) + [
+        f"{t}: skipped, {r['tuned'].skipped}" for t, r in results.items() if r["tuned"].skipped]
     if "gene_recognition" in ev.tasks and pair.tuned.kind == "causal_lm" and (
             recipe.data.format == "causal_lm" or "list_genes" not in recipe.data.templates):
         notes.append("gene_recognition: the model was not trained on the list_genes instruction (data.format "
@@ -84,14 +115,19 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
         "base_model": recipe.model.name_or_path, "compare_with": baseline,
         "baseline_label": pair.baseline.label if pair.baseline else None, "tasks_requested": list(ev.tasks),
         "data": {"source": data.source, "documents": data.documents, "examples": {t: n for t, n in data.counts().items() if t in ev.tasks}},
-        "settings": {"window": settings.window, "stride": ev.stride, "generation": ev.generation.model_dump()},
+        "settings": {"window": settings.window, "stride": ev.stride, "generation": ev.generation.model_dump(),
+                     "prompt": "chat template" if chat else "plain"},
+        "recorded": folder == run_dir / "eval", "report_dir": str(folder), "overrides": list(overrides),
         "device": f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else
                   f"cpu ({threads} thread{'s' if threads > 1 else ''})",
     }
     report = build_report(results=results, gates=ev.gates, samples=ev.bootstrap_samples, seed=recipe.run.seed,
-                          info=info, notes=notes)
+                          info=info, notes=notes, unit=data.unit, not_comparable=not_comparable)
     report["wall_seconds"] = round(time.time() - started, 2)
-    folder = run_dir / "eval"
+    if folder != run_dir / "eval":
+        report["tracking"] = {"status": "off", "reason": "an ad-hoc evaluation is not logged to the run"}
+        write_report(report, folder)
+        return report
     write_report(report, folder)
     report["tracking"] = _track(run_dir, recipe, report, folder)
     if report["tracking"]["status"] != "off":
@@ -122,7 +158,9 @@ def summary_text(report: dict[str, Any]) -> str:
         if entry.get("baseline") is not None:
             text += f"  (baseline {_fmt(entry['baseline'])}"
             comparison = report["comparisons"].get(name)
-            if comparison:
+            if comparison and "difference" not in comparison:
+                text += f", {comparison['verdict']}: {comparison.get('reason', '')}"
+            elif comparison:
                 text += f", difference {_fmt(comparison['difference'])} [{_fmt(comparison['ci_low'])}, " \
                         f"{_fmt(comparison['ci_high'])}]: {comparison['verdict']}"
             text += ")"
@@ -130,8 +168,39 @@ def summary_text(report: dict[str, Any]) -> str:
     for gate in report["gates"]:
         lines.append(f"  {'PASS' if gate['passed'] else 'FAIL'} {gate['metric']} {gate['must']} {gate['value']:g}: "
                      f"{gate['reason']}")
-    lines.append(f"  report: {Path(report['run_dir']) / 'eval' / 'report.md'}")
+    lines.append(f"  report: {Path(report.get('report_dir') or Path(report['run_dir']) / 'eval') / 'report.md'}")
     return "\n".join(lines)
+
+
+def adhoc_name(baseline: str | None, overrides: Sequence[str]) -> str:
+    """The folder of an ad-hoc evaluation: compare-NAME for another baseline (NAME its folder's name, or
+    base / none), adhoc for overrides alone, with a short hash of the overrides when there are any."""
+    name = "adhoc" if baseline is None else \
+        "compare-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", Path(baseline).name).strip("-") or "baseline")
+    if overrides:
+        name += "-" + hashlib.sha256("\n".join(overrides).encode("utf-8")).hexdigest()[:8]
+    return name
+
+
+def uses_chat_template(data_format: str, tokenizer: Any) -> bool:
+    """Whether the generation tasks prompt through the tokenizer's chat template, the same way for the
+    fine-tuned model and the baseline: a chat-format run always (it trained so); a causal_lm run when the
+    tokenizer has a template (an instruct model, which answers a bare prompt poorly); never an instruction run,
+    which trained on the bare prompt."""
+    if data_format == "instruction":
+        return False
+    return data_format == "chat" or bool(getattr(tokenizer, "chat_template", None))
+
+
+def same_tokenizer(a: Any, b: Any) -> bool:
+    """Whether two tokenizers split text into the same tokens (same vocabulary and class)."""
+    if a is b:
+        return True
+    return type(a) is type(b) and len(a) == len(b) and a.get_vocab() == b.get_vocab()
+
+
+def _normal_baseline(value: str | None) -> str | None:
+    return None if value is None or value.strip().lower() in NO_BASELINE else value.strip()
 
 
 def _fmt(value: Any) -> str:

@@ -2,7 +2,8 @@
 one task's examples and return its metrics with the per-example units the A/B bootstrap resamples.
 
 Each task's metrics are computed by the same `Statistic` functions the bootstrap uses, so the reported
-value and its confidence interval can never disagree on how the metric is defined.
+value and its confidence interval can never disagree on how the metric is defined; each row of units names
+its group (the paper it comes from), which the bootstrap resamples whole.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from forge.data.gene_mentions import parse_gene_answer
 from forge.evaluate import genes, perplexity, text_metrics
 from forge.evaluate.bootstrap import Statistic, mean_of
 from forge.evaluate.examples import EvalData
@@ -50,6 +52,7 @@ class TaskResult:
     model: str
     metrics: dict[str, float] = field(default_factory=dict)
     units: np.ndarray | None = None
+    groups: list[str] | None = None  # the unit (paper) of each row of units
     statistics: dict[str, Statistic] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -92,9 +95,12 @@ def perplexity_task(data: EvalData, model: EvalModel, settings: TaskSettings) ->
     scores = perplexity.score_texts(model.model, model.tokenizer, texts, settings.window, settings.stride,
                                     progress=settings.progress, desc=f"perplexity ({model.label})")
     result.units = perplexity.units(scores)
-    result.statistics = {"perplexity": perplexity.perplexity_statistic}
+    result.groups = [e.group or e.id for e in data.perplexity]
+    result.statistics = {"perplexity": perplexity.perplexity_statistic,
+                         "bits_per_byte": perplexity.bits_per_byte_statistic}
     tokens = sum(s.tokens for s in scores)
-    result.details = {"documents": len(scores), "tokens": tokens, "nll_sum": sum(s.nll for s in scores),
+    result.details = {"documents": len(scores), "tokens": tokens, "bytes": sum(s.bytes for s in scores),
+                      "nll_sum": sum(s.nll for s in scores),
                       "mean_nll": sum(s.nll for s in scores) / tokens if tokens else None,
                       "window": settings.window, "stride": perplexity.effective_stride(settings.window, settings.stride)}
     return result.finish()
@@ -110,10 +116,11 @@ def gene_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskR
     if not data.gene_recognition:
         result.skipped = "no examples with gold gene annotations"
         return result
-    counts, spans = [], []
+    counts, spans, parsed = [], [], []
+    generative = model.kind != "token_classification"
     prompter = settings.prompter(model.tokenizer)
     for example in _bar(data.gene_recognition, "genes", model, settings):
-        if model.kind == "token_classification":
+        if not generative:
             from forge.evaluate.token_labels import mentions, predict_spans, span_counts
 
             predicted_spans = predict_spans(model.model, model.tokenizer, example.passage)
@@ -121,21 +128,32 @@ def gene_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskR
             if example.spans is not None:
                 spans.append(span_counts([s[:2] for s in predicted_spans], example.spans))
         else:
+            # the passage was cut to fit once for both models (examples.fit_gene_examples); gold is what it holds
             generation = prompter.generate(model.model, prompter.render("genes", example.passage))
             result.generations.append(generation)
             output = generation.text
-            names = genes.parse_gene_list(output.split("\n\n")[0])
+            answer = parse_gene_answer(output)
+            names = list(answer.names)
+            parsed.append(answer.parsed)
         count = genes.score_example(names, example.gold)
         counts.append(count)
         if len(result.samples) < settings.samples:
             result.samples.append({"id": example.id, "gold": [g.symbol for g in example.gold], "predicted": names,
                                    "output": output[:OUTPUT_CHARS], "tp": count.tp, "fp": count.fp, "fn": count.fn})
-    result.units = genes.units(counts)
+    # rows: tp, fp, fn, parsed (0/1), 1 (an answer): precision, recall and F1 read the first three
+    result.units = np.column_stack([genes.units(counts), np.array(parsed if generative else [1] * len(counts),
+                                                                  dtype=np.float64), np.ones(len(counts))])
+    result.groups = [e.group or e.id for e in data.gene_recognition]
     result.statistics = {"gene_precision": genes.precision_statistic, "gene_recall": genes.recall_statistic,
                          "gene_f1": genes.f1_statistic}
+    if generative:
+        result.statistics["gene_parse_rate"] = mean_of(3, count_column=4)
     total = genes.micro(counts)
     result.details = {"examples": len(counts), "tp": total.tp, "fp": total.fp, "fn": total.fn,
-                      "route": "token classification" if model.kind == "token_classification" else "generation"}
+                      "route": "generation" if generative else "token classification"}
+    if generative:
+        result.details.update(answers_parsed=int(sum(parsed)),
+                              examples_without_gold=sum(1 for e in data.gene_recognition if not e.gold))
     if spans:
         strict = genes.micro(spans)
         result.details.update(span_precision=strict.precision, span_recall=strict.recall, span_f1=strict.f1)
@@ -162,8 +180,9 @@ def summary_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> Ta
         if len(result.samples) < settings.samples:
             result.samples.append({"id": example.id, "reference": example.references[0][:OUTPUT_CHARS],
                                    "output": generation.text[:OUTPUT_CHARS], **scores})
-    result.units = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    result.statistics = {name: mean_of(i) for i, name in enumerate(text_metrics.ROUGE_TYPES)}
+    result.units = np.column_stack([np.array(rows, dtype=np.float64).reshape(-1, 3), np.ones(len(rows))])
+    result.groups = [e.group or e.id for e in data.summarization]
+    result.statistics = {name: mean_of(i, count_column=3) for i, name in enumerate(text_metrics.ROUGE_TYPES)}
     result.details = {"examples": len(rows)}
     return result.finish()
 
@@ -190,7 +209,8 @@ def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskRes
         if len(result.samples) < settings.samples:
             result.samples.append({"id": example.id, "question": example.question, "answers": list(example.answers),
                                    "output": answer[:OUTPUT_CHARS], "exact_match": em, "f1": f1})
-    result.units = np.array(rows, dtype=np.float64).reshape(-1, 2)
-    result.statistics = {"qa_exact_match": mean_of(0), "qa_f1": mean_of(1)}
+    result.units = np.column_stack([np.array(rows, dtype=np.float64).reshape(-1, 2), np.ones(len(rows))])
+    result.groups = [e.group or e.id for e in data.question_answering]
+    result.statistics = {"qa_exact_match": mean_of(0, count_column=2), "qa_f1": mean_of(1, count_column=2)}
     result.details = {"examples": len(rows)}
     return result.finish()

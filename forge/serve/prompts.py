@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from forge.data.formats import LIST_GENES_PROMPT, SUMMARIZE_PROMPT
+from forge.data.gene_mentions import parse_gene_list
 
 METHODS_PROMPT = ("List the experimental and computational methods used in this study, separated by commas."
                   "\n\n{text}")
 FINDINGS_PROMPT = "State the main findings of this study, one per line.\n\n{text}"
 ANALYSIS_FIELDS = ("genes", "methods", "findings")
-_GENE_SYMBOL = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,19}$")
 _LIST_SPLIT = re.compile(r"[,;\n]+")
 _LINE_SPLIT = re.compile(r"\n+|(?<=[.!?])\s+(?=[A-Z0-9])")
 
@@ -79,15 +79,13 @@ def fit_text(tokenizer: Any, task: str, text: str, title: str, budget: int, *, c
     return text[:offsets[room - 1][1]]
 
 
-def parse_list(answer: str, *, symbols: bool = False, limit: int = 200) -> list[str]:
-    """Items of a comma-, semicolon- or line-separated answer, de-duplicated in order; with symbols, only
-    items shaped like gene symbols (one word of letters, digits and hyphens)."""
+def parse_list(answer: str, *, limit: int = 200) -> list[str]:
+    """Items of a comma-, semicolon- or line-separated answer (methods), de-duplicated in order. Gene lists
+    are read by `forge.data.gene_mentions`, as evaluation reads them."""
     items: list[str] = []
     for raw in _LIST_SPLIT.split(answer):
         item = raw.strip().strip(".").strip()
         if not item or len(item) > limit or item in items:
-            continue
-        if symbols and not _GENE_SYMBOL.match(item):
             continue
         items.append(item)
     return items
@@ -105,7 +103,7 @@ def parse_findings(answer: str) -> list[str]:
 
 def parse_analysis(field: str, answer: str) -> list[str]:
     if field == "genes":
-        return parse_list(answer, symbols=True)
+        return parse_gene_list(answer)
     if field == "methods":
         return parse_list(answer)
     return parse_findings(answer)

@@ -9,7 +9,8 @@ import pytest
 
 from data_support import write_recipe
 from forge.cli import main
-from forge.data.formats import build_examples, example_text, mentioned_genes
+from forge.data.formats import build_examples, example_text
+from forge.data.gene_mentions import genes_in_text
 from forge.data.pipeline import token_count
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ def test_every_example_fits_with_its_whole_answer(demo_papers: list, demo_bpe_to
             assert answer == paper.abstract  # the whole summary, never cut
         elif prompt.startswith("List the human genes"):
             passage = prompt.split("Passage: ", 1)[1].rsplit("\n\nGenes:", 1)[0]
-            assert answer == ", ".join(mentioned_genes(paper, passage))  # the genes of the passage shown
+            assert answer == ", ".join(g.symbol for g in genes_in_text(paper.genes, passage))  # the genes of the passage shown
         else:
             passage = prompt.split("Passage: ", 1)[1].split("\n\nQuestion:", 1)[0]
             assert all(sentence.strip() in passage for sentence in answer.split(". ") if sentence.strip())

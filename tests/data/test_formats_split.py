@@ -9,7 +9,8 @@ import pytest
 
 from data_support import paper, write_json, write_recipe
 from forge.data.errors import DataError
-from forge.data.formats import build_examples, example_text, mentioned_genes
+from forge.data.formats import build_examples, example_text
+from forge.data.gene_mentions import genes_in_text
 from forge.data.pipeline import build_datasets, percentile
 from forge.data.split import split_paper_ids
 from forge.recipe.validate import resolve
@@ -26,8 +27,9 @@ def test_causal_lm_rows_are_the_chosen_fields() -> None:
 
 
 def test_genes_are_found_by_symbol_or_alias_in_order_of_first_mention() -> None:
-    assert mentioned_genes(PAPER, PAPER.abstract) == ["BRCA1", "TP53"]  # p53 comes before TP53 but after BRCA1
-    assert mentioned_genes(PAPER, "KRASX and xTP53 are other words") == []
+    found = genes_in_text(PAPER.genes, PAPER.abstract)
+    assert [g.symbol for g in found] == ["BRCA1", "TP53"]  # p53 comes before TP53 but after BRCA1
+    assert genes_in_text(PAPER.genes, "KRASX and xTP53 are other words") == []
 
 
 def test_instruction_rows_put_the_answer_in_the_completion_only() -> None:

@@ -17,7 +17,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, 
 
     root = tmp_path_factory.mktemp("eval-run")
     papers = root / "held_out.json"
-    papers.write_text(json.dumps(held_out_papers(8, seed=5)), encoding="utf-8")
+    papers.write_text(json.dumps(held_out_papers(24, seed=5)), encoding="utf-8")
     recipe = root / "recipe.yaml"
     recipe.write_text(RECIPE.format(name="tiny-eval", output_dir=root / "runs", papers=papers, model=tiny_llama_dir),
                       encoding="utf-8")

@@ -30,8 +30,8 @@ tracking: {{enabled: false}}
 evaluation:
   tasks: [perplexity, gene_recognition, summarization, question_answering]
   data: {papers}
-  max_examples: 6
-  window: 32
+  max_examples: 20
+  window: 128
   stride: 16
   generation: {{max_new_tokens: 8}}
   bootstrap_samples: 200

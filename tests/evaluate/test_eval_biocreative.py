@@ -70,17 +70,46 @@ def test_a_folder_without_alternatives_or_without_gene_file(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("genes,message", [
-    ("S1|3 10|TNF-alpha\n", r"GENE.eval:1: offsets 3 10 give 'TNF-alph', not 'TNF-alpha'"),
     ("S1|3 11|TNF-alpha\nS9|0 1|Xy\n", r"GENE.eval:2: sentence 'S9' is not in the sentence file"),
     ("S1 3 11 TNF-alpha\n", r"GENE.eval:1: expected 'ID\|start end\|mention'"),
-    ("S1|30 40|C bind.\n", r"GENE.eval:1: span 30 40 is outside a sentence of 38 non-space characters"),
 ])
 def test_bad_annotations_name_the_file_and_line(tmp_path: Path, genes: str, message: str) -> None:
     sentences, gene_file, _ = find_bc2gm(write_set(tmp_path / "bad", genes=genes, alt=None))
     with pytest.raises(EvaluationError, match=message):
         read_bc2gm(sentences, gene_file)
-    if "offsets" in message:  # offsets are trusted when asked
-        assert read_bc2gm(sentences, gene_file, check_offsets=False)[0].mentions[0].text == "TNF-alpha"
+
+
+def test_a_mention_whose_offsets_do_not_match_is_dropped_and_the_rest_kept(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # line 2: 3 10 gives 'TNF-alph'; line 4: past the end of S1's 38 non-space characters; lines 1 and 3 are good
+    genes = "S1|19 32|protein kinase C\nS1|3 10|TNF-alpha\nS1|3 11|TNF-alpha\nS1|30 40|C bind.\n"
+    folder = write_set(tmp_path / "official", genes=genes, alt="S1|3 5|TNF\nS1|0 1|kinase\n")
+    dropped: list = []
+    read = read_bc2gm(*find_bc2gm(folder), dropped=dropped)
+    assert [(m.start, m.end, m.text) for m in read[0].mentions] == [(19, 32, "protein kinase C"), (3, 11, "TNF-alpha")]
+    assert [a.text for a in read[0].alternatives] == ["TNF"]
+    assert [(Path(d.path).name, d.line, d.sentence_id) for d in dropped] == \
+        [("GENE.eval", 2, "S1"), ("GENE.eval", 4, "S1"), ("ALTGENE.eval", 2, "S1")]
+    assert dropped[0].reason == "offsets 3 10 give 'TNF-alph', not 'TNF-alpha'"
+    assert dropped[1].reason == "span 30 40 is outside a sentence of 38 non-space characters"
+    warning = capsys.readouterr().err
+    assert warning.count("forge: warning: dropped 3 BC2GM mentions whose offsets do not match the sentence") == 1
+    assert "GENE.eval:2: S1: offsets 3 10 give 'TNF-alph'" in warning and "ALTGENE.eval:2: S1:" in warning
+    # offsets are trusted when asked
+    assert len(read_bc2gm(*find_bc2gm(folder), check_offsets=False)[0].mentions) == 4
+
+
+def test_evaluation_data_with_a_bad_mention_keeps_the_corpus_and_notes_it(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from forge.evaluate.examples import load_eval_data
+
+    folder = write_set(tmp_path / "official", genes="S1|3 10|TNF-alpha\nS1|19 32|protein kinase C\n", alt=None)
+    ev = SimpleNamespace(data=str(folder), max_examples=100)
+    data = load_eval_data(SimpleNamespace(evaluation=ev, data=SimpleNamespace(fields=("abstract",))), None)
+    assert [len(e.gold) for e in data.gene_recognition] == [1, 0] and data.unit == "sentence"
+    assert data.notes == [f"BC2GM: dropped 1 mention whose offsets do not match their sentence: "
+                          f"{folder / 'GENE.eval'}:1: S1: offsets 3 10 give 'TNF-alph', not 'TNF-alpha'"]
 
 
 def test_bad_sentence_line(tmp_path: Path) -> None:

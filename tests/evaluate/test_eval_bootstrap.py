@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from forge.evaluate.bootstrap import (BETTER, NO_DIFFERENCE, TOO_FEW, WORSE, interval, mean_of, paired_bootstrap,
-                                      verdict)
+from forge.evaluate.bootstrap import (BETTER, NO_DIFFERENCE, SMALL_SAMPLE, TOO_FEW, WORSE, interval, mean_of,
+                                      paired_bootstrap, verdict)
 from forge.evaluate.genes import GeneCounts, f1_statistic, units
 from forge.evaluate.perplexity import perplexity_statistic
 
@@ -44,11 +44,11 @@ def test_a_consistent_small_gain_is_significant_because_pairs_are_kept() -> None
 def test_two_examples_by_hand() -> None:
     # tuned [1, 0], baseline [0, 0]: a resample of 2 draws example 1 twice (mean difference 1, probability
     # 1/4), example 2 twice (0, 1/4) or one of each (0.5, 1/2). The 2.5th percentile is 0 and the 97.5th is 1,
-    # so the interval [0, 1] holds 0: not significant, though the point difference is 0.5.
+    # so the interval is [0, 1]; with 2 units (fewer than 20) no verdict is given at all
     c = paired_bootstrap([1.0, 0.0], [0.0, 0.0], mean_of(0), metric="m", higher_is_better=True, seed=7)
     assert c.difference == 0.5
     assert (c.ci_low, c.ci_high) == (0.0, 1.0)
-    assert c.verdict == NO_DIFFERENCE
+    assert c.verdict == SMALL_SAMPLE and c.units == 2
 
 
 def test_seeded_and_reproducible() -> None:
@@ -84,8 +84,8 @@ def test_ratio_metrics_are_recomputed_from_resampled_sums() -> None:
     # perplexity units (NLL sum, tokens): tuned exp(6/6) = e, baseline exp(12/6) = e^2 on the same documents.
     # A resample of documents keeps NLL/token at 1 (tuned) and 2 (baseline) in every draw here, because each
     # document has the same NLL per token: the interval of the difference is the point difference e - e^2.
-    tuned = np.array([[2.0, 2.0], [4.0, 4.0]])
-    baseline = np.array([[4.0, 2.0], [8.0, 4.0]])
+    tuned = np.array([[2.0, 2.0], [4.0, 4.0]] * 10)  # 20 documents: enough for a verdict
+    baseline = np.array([[4.0, 2.0], [8.0, 4.0]] * 10)
     c = paired_bootstrap(tuned, baseline, perplexity_statistic, metric="perplexity", higher_is_better=False)
     assert c.tuned == pytest.approx(math.e) and c.baseline == pytest.approx(math.e ** 2)
     assert c.ci_low == pytest.approx(math.e - math.e ** 2) and c.ci_high == pytest.approx(math.e - math.e ** 2)

@@ -70,3 +70,30 @@ def test_gates_from_a_recipe_and_all_passed() -> None:
     assert [o.passed for o in outcomes] == [True, False]
     assert not all_passed(outcomes) and not all_passed([o.to_dict() for o in outcomes])
     assert all_passed(outcomes[:1]) and all_passed([])
+
+
+@pytest.mark.parametrize("spec,tuned,baseline", [
+    # each tuned value equals its threshold exactly in decimal; in floats 3.0 x 0.95 = 2.8499999999999996 and
+    # 3.0 x 1.1 = 3.3000000000000003, which a strict float comparison would fail
+    (gate("perplexity", "decrease_by", 0.05), 2.85, 3.0),
+    (gate("gene_f1", "increase_by", 0.10), 3.3, 3.0),
+    (gate("gene_f1", "not_decrease", 0.30), 2.1, 3.0),
+    (gate("perplexity", "not_increase", 0.20), 3.6, 3.0),
+    (gate("gene_f1", "not_decrease"), 0.6, 0.6),  # no change at all
+    (gate("perplexity", "not_increase"), 50.0, 50.0),
+    (gate("perplexity", "at_most", 45.0), 45.0, None),
+    (gate("gene_f1", "at_least", 0.58), 0.58, None),
+])
+def test_a_value_equal_to_the_threshold_passes(spec: dict, tuned: float, baseline: float | None) -> None:
+    outcome = check_gate(spec, {spec["metric"]: {"tuned": tuned, "baseline": baseline}})
+    assert outcome.passed, outcome.reason
+    # and a hair past the threshold, the wrong way, fails
+    worse = tuned * (1 + 1e-6) if spec["must"] in ("decrease_by", "not_increase", "at_most") else tuned * (1 - 1e-6)
+    assert not check_gate(spec, {spec["metric"]: {"tuned": worse, "baseline": baseline}}).passed
+
+
+def test_a_relative_gate_on_a_metric_that_cannot_be_compared_fails_with_the_reason() -> None:
+    metrics = {"perplexity": {"tuned": 5.0, "baseline": 50.0, "not_comparable": "different tokenizers"}}
+    outcome = check_gate(gate("perplexity", "decrease_by", 0.1), metrics)
+    assert not outcome.passed and outcome.reason == "not comparable with the baseline: different tokenizers"
+    assert check_gate(gate("perplexity", "at_most", 6.0), metrics).passed  # a fixed bound needs no baseline

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forge.evaluate.genes import (GeneCounts, GoldGene, f1_statistic, gold_genes, micro, normalize_symbol,
-                                  parse_gene_list, precision_statistic, recall_statistic, score_example, units)
+from forge.data.gene_mentions import normalize_symbol, parse_gene_list
+from forge.evaluate.genes import (GeneCounts, GoldGene, f1_statistic, gold_genes, micro, precision_statistic,
+                                  recall_statistic, score_example, units)
 
 
 @pytest.mark.parametrize("spellings,key", [
@@ -18,18 +19,6 @@ from forge.evaluate.genes import (GeneCounts, GoldGene, f1_statistic, gold_genes
 ])
 def test_spellings_of_one_symbol_share_a_key(spellings: list[str], key: str) -> None:
     assert {normalize_symbol(s) for s in spellings} == {key}
-
-
-def test_parse_a_models_list() -> None:
-    assert parse_gene_list("Genes: BRCA1, TP53 and EGFR.") == ["BRCA1", "TP53", "EGFR"]
-    assert parse_gene_list("- BRCA1\n- brca1\n2. TP53") == ["BRCA1", "TP53"]  # bullets, numbering, a duplicate
-    assert parse_gene_list("1) KRAS; 2) MYC") == ["KRAS", "MYC"]
-    assert parse_gene_list('"TNF-α", "TNF-alpha", IL6') == ["TNF-α", "IL6"]  # the second is the first again
-    assert parse_gene_list("The genes mentioned are: PTEN or APOE") == ["PTEN", "APOE"]
-    for empty in ("none", "None.", "No genes.", "N/A", "", "   \n"):
-        assert parse_gene_list(empty) == [], empty
-    # a sentence is not a gene name (more than 4 words)
-    assert parse_gene_list("The gene BRCA1 is mentioned in this passage") == []
 
 
 # ------------------------------------------------------------------------------------- one example, by hand

@@ -98,7 +98,7 @@ def test_set_perplexity_is_token_weighted() -> None:
     scores = [DocumentScore(2.0, 1), DocumentScore(4.0, 4)]
     assert perplexity(scores) == pytest.approx(3.320117, abs=1e-6)
     assert perplexity(scores) != pytest.approx((math.exp(2) + math.exp(1)) / 2, abs=1e-3)
-    assert units(scores).tolist() == [[2.0, 1.0], [4.0, 4.0]]
+    assert units(scores).tolist() == [[2.0, 1.0, 0.0], [4.0, 4.0, 0.0]]  # (NLL, tokens, bytes)
     assert float(perplexity_statistic(units(scores))) == pytest.approx(3.320117, abs=1e-6)
     # the bootstrap passes resamples as a leading axis: row 0 = A twice, row 1 = B twice
     # exp(4 / 2) = 7.389056 and exp(8 / 8) = 2.718282
@@ -143,7 +143,8 @@ def test_one_window_equals_the_direct_computation(tiny_lm) -> None:  # noqa: ANN
     assert score.tokens == n - 1
     assert score.nll == pytest.approx(_direct_nll(model, ids), rel=1e-5)
     [from_text] = score_texts(model, tokenizer, [text], window=n + 5)
-    assert from_text == score
+    # after a BOS every token of the text is scored, so every byte of it is
+    assert from_text == DocumentScore(score.nll, score.tokens, len(text.encode("utf-8")))
     assert perplexity([score]) == pytest.approx(math.exp(_direct_nll(model, ids) / (n - 1)), rel=1e-5)
 
 

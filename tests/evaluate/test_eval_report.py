@@ -36,9 +36,9 @@ def report() -> dict:
     results = {
         # tuned: NLL 3 per token (perplexity e^3 = 20.0855); base: NLL 7 per token (e^7 = 1096.63)
         "perplexity": {"tuned": perplexity_result("fine-tuned", 3.0), "baseline": perplexity_result("base", 7.0)},
-        # tuned: 12 examples with (tp 1, fp 0, fn 1): P = 1, R = 1/2, F1 = 2/3; base: (0, 1, 2): all 0
-        "gene_recognition": {"tuned": gene_result("fine-tuned", [[1, 0, 1]] * 12, 0.5),
-                             "baseline": gene_result("base", [[0, 1, 2]] * 12, 0.25)},
+        # tuned: 20 examples with (tp 1, fp 0, fn 1): P = 1, R = 1/2, F1 = 2/3; base: (0, 1, 2): all 0
+        "gene_recognition": {"tuned": gene_result("fine-tuned", [[1, 0, 1]] * 20, 0.5),
+                             "baseline": gene_result("base", [[0, 1, 2]] * 20, 0.25)},
         "summarization": {"tuned": TaskResult("summarization", "fine-tuned", skipped="no references"),
                           "baseline": TaskResult("summarization", "base", skipped="no references")},
     }
@@ -66,7 +66,7 @@ def test_metrics_intervals_and_comparisons(report: dict) -> None:
 
 
 def test_benchmark_and_gates(report: dict) -> None:
-    # 12 requests of 0.5 s and 4 tokens each: 48 tokens / 6 s = 8 tokens/s (base: 48 / 3 = 16)
+    # 20 requests of 0.5 s and 4 tokens each: 80 tokens / 10 s = 8 tokens/s (base: 80 / 5 = 16)
     assert report["benchmark"]["tuned"]["tokens_per_second"] == pytest.approx(8.0)
     assert report["metrics"]["tokens_per_second"] == {"task": "benchmark", "higher_is_better": True,
                                                       "tuned": pytest.approx(8.0), "baseline": pytest.approx(16.0)}
@@ -90,7 +90,7 @@ def test_written_report_json_markdown_and_plots(report: dict, tmp_path: Path) ->
     assert "| -1077 [-1077, -1077] (-98.2%) | significantly better |" in text
     assert "| gene_f1 (higher is better) | 0.6667 [0.6667, 0.6667] | 0 [0, 0] |" in text
     assert "![Perplexity](perplexity.png)" in text and "Skipped: no references." in text
-    assert "| fine-tuned | 12 | 0.500 | 0.500 | 8.0 |" in text
+    assert "| fine-tuned | 20 | 0.500 | 0.500 | 8.0 |" in text
 
 
 def test_json_has_no_nan(tmp_path: Path) -> None:

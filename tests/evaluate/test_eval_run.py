@@ -26,13 +26,16 @@ def test_report_has_every_task_metric_and_comparison(report: dict, trained_run: 
                  "qa_exact_match", "qa_f1", "latency_p50_s", "latency_p99_s", "tokens_per_second"):
         assert name in saved["metrics"], name
     assert saved["has_baseline"] and saved["baseline_label"] == "base"
-    assert saved["data"]["examples"]["perplexity"] == 6  # max_examples caps the 8 papers
+    assert saved["data"]["examples"]["perplexity"] == 20  # max_examples caps the 24 papers
     ppl = saved["metrics"]["perplexity"]
     assert ppl["tuned"] < ppl["baseline"]
     assert ppl["tuned_ci"][0] <= ppl["tuned"] <= ppl["tuned_ci"][1]
     comparison = saved["comparisons"]["perplexity"]
     assert comparison["verdict"] == "significantly better" and comparison["ci_high"] < 0
-    assert saved["benchmark"]["tuned"]["requests"] == 6 + 6 + 6  # genes + summaries + questions
+    assert saved["benchmark"]["tuned"]["requests"] == 20 + 20 + 20  # genes + summaries + questions
+    assert "gene_parse_rate" in saved["metrics"] and "bits_per_byte" in saved["metrics"]
+    assert saved["bootstrap"]["unit"] == "paper" and saved["metrics"]["perplexity"]["units"] == 20
+    assert saved["recorded"] and saved["report_dir"] == str(trained_run / "eval")
     assert saved["benchmark"]["tuned"]["latency_p50_s"] <= saved["benchmark"]["tuned"]["latency_p99_s"]
 
 
@@ -111,3 +114,30 @@ def test_compare_with_another_run_and_an_adapter_folder(trained_run: Path, tmp_p
     itself = evaluate_run(trained_run, compare=str(trained_run), progress=False, overrides=only_perplexity)
     assert itself["comparisons"]["perplexity"]["difference"] == pytest.approx(0.0, abs=1e-9)
     assert itself["comparisons"]["perplexity"]["verdict"] == "no significant difference"
+
+
+def test_an_adhoc_evaluation_writes_its_own_report_and_logs_nothing(
+        report: dict, trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import forge.evaluate.run as run_module
+
+    recorded = (trained_run / "eval" / "report.json").read_bytes()
+    tracked: list[Path] = []
+    monkeypatch.setattr(run_module, "_track", lambda run_dir, recipe, rep, folder: tracked.append(folder) or
+                        {"status": "logged"})
+    gates = ["evaluation.tasks=[perplexity]", "evaluation.max_examples=3", "evaluation.bootstrap_samples=100",
+             "evaluation.gates=[{metric: perplexity, must: at_most, value: 1.0}]"]
+    adhoc = evaluate_run(trained_run, progress=False, overrides=gates)
+    against_none = evaluate_run(trained_run, compare="none", progress=False,
+                                overrides=gates[:3] + ["evaluation.gates=[]"])
+    for result, prefix in ((adhoc, "adhoc-"), (against_none, "compare-none-")):
+        folder = Path(result["report_dir"])
+        assert folder.parent == trained_run / "eval" and folder.name.startswith(prefix)
+        assert json.loads((folder / "report.json").read_text())["tracking"]["status"] == "off"
+        assert (folder / "report.md").is_file()
+        assert result["recorded"] is False and result["tracking"]["status"] == "off"
+    assert adhoc["gates"][0]["passed"] is False  # the ad-hoc gate was applied, in its own report
+    assert (trained_run / "eval" / "report.json").read_bytes() == recorded  # the recorded evaluation is untouched
+    assert tracked == []  # and nothing reached the run's MLflow metrics
+    # the recipe's own evaluation is the recorded one, and is tracked
+    evaluate_run(trained_run, progress=False, overrides=[])
+    assert tracked == [trained_run / "eval"]

@@ -9,9 +9,13 @@ from forge.serve.prompts import encode, fit_text, parse_analysis, parse_findings
 
 def test_genes_use_the_training_template_and_parse_as_symbols() -> None:
     assert task_prompt("genes", "TP53 text") == LIST_GENES_PROMPT.format(text="TP53 text")
-    assert parse_list("BRCA1, TP53; tp53\nHLA-DRB1, the tumour suppressor, BRCA1.", symbols=True) == \
-        ["BRCA1", "TP53", "tp53", "HLA-DRB1"]
+    # genes are read as evaluation reads them (forge.data.gene_mentions): tp53 is TP53 again, a trailing
+    # "gene" and a parenthetical are not part of the name, a sentence is not a name
+    assert parse_analysis("genes", "BRCA1, TP53; tp53\nHLA-DRB1 gene, KRAS (a GTPase), which regulates growth "
+                                   "in many tissues, BRCA1.") == ["BRCA1", "TP53", "HLA-DRB1", "KRAS"]
+    assert parse_analysis("genes", "None.") == []
     assert parse_analysis("methods", "CRISPR screens, RNA-seq, CRISPR screens") == ["CRISPR screens", "RNA-seq"]
+    assert parse_list("CRISPR screens; RNA-seq.") == ["CRISPR screens", "RNA-seq"]
 
 
 def test_findings_are_one_per_line_or_sentence() -> None:
