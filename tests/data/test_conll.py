@@ -82,3 +82,17 @@ def test_conll_sentences_split_by_seed(tmp_path: Path, conll_file: Path) -> None
     assert bundle.train.features["tags"].feature.names == ["O", "B-GENE", "I-GENE"]
     again = build_conll_datasets(resolve(recipe).recipe)
     assert set(again.test["id"]) == ids[2]
+
+
+def test_data_preview_shows_tagged_sentences(tmp_path: Path, conll_file: Path) -> None:
+    from forge.data.preview import format_preview, preview
+    from forge.recipe.validate import resolve
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {{name_or_path: 'forge:tiny-bert', task: token_classification}}\n"
+                      f"data: {{sources: [{{path: {conll_file}, format: conll}}]}}\n", encoding="utf-8")
+    data = preview(resolve(recipe).recipe, n=2)
+    assert data["format"] == "conll" and len(data["examples"]) == 2
+    first = data["examples"][0]
+    assert len(first["words"].split()) == len(first["tags"].split()) and "B-GENE" in first["tags"]
+    assert "conll examples from 1 source file" in format_preview(data)
