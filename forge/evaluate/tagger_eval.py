@@ -90,6 +90,8 @@ def evaluate_tagger(resolved: Any, run_dir: Path, progress: bool = True) -> dict
 
     uri, run_id = tracking_target(run_dir, recipe)
     report["tracking"] = log_report(uri, run_id, report, run_dir / "eval") if uri and run_id else {"status": "off"}
+    if report["tracking"]["status"] != "off":
+        write_report(report, run_dir / "eval")  # keep the tracking outcome with the report
     return report
 
 

@@ -494,7 +494,9 @@ def _planned_steps(args: Any, n_train: int) -> int:
 def _final_line(summary: dict[str, Any]) -> str:
     text = f"forge: {summary['status']} after {summary['steps']} steps in {summary['wall_seconds']:.0f}s"
     ev = summary.get("eval")
-    if ev:
+    if ev and "entity_f1" in ev:  # a token classifier: its perplexity would mean nothing
+        text += f"; validation loss {ev['first_loss']:.3f} -> {ev['loss']:.3f}, entity F1 {ev['entity_f1']:.3f}"
+    elif ev:
         text += (f"; validation loss {ev['first_loss']:.3f} -> {ev['loss']:.3f} "
                  f"(perplexity {ev['first_perplexity']:.1f} -> {ev['perplexity']:.1f})")
     text += f"; peak memory {human_bytes(summary['peak_memory_bytes'])}; adapter in {summary['adapter_path']}"
