@@ -219,6 +219,8 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     from forge.model.load import AUTO_CLASSES
 
     auto = getattr(transformers, AUTO_CLASSES[m.get("task", "causal_lm")])
+    if m.get("labels"):  # a token classifier's head has one output per label (saved with the adapter)
+        config.num_labels = len(m["labels"])
     with torch.device("meta"):
         model = auto.from_config(config, trust_remote_code=m.get("trust_remote_code", False))
     vocab = _tokenizer_size(served.tokenizer_source)
