@@ -38,7 +38,7 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     if recipe.model.task == "token_classification":  # mentions scored as the NER literature does
         from forge.evaluate.tagger_eval import evaluate_tagger
 
-        return evaluate_tagger(resolved, run_dir, progress)
+        return evaluate_tagger(resolved, run_dir, progress, compare=compare)
     ev = recipe.evaluation
     baseline = ev.compare_with if compare is None else compare
     baseline = None if baseline is None or baseline.strip().lower() in NO_BASELINE else baseline

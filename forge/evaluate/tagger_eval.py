@@ -55,8 +55,9 @@ def bc2gm_predictions(model: Any, tokenizer: Any, sentences: Any, max_length: in
             for s, spans in zip(sentences, found)}
 
 
-def evaluate_tagger(resolved: Any, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Score a token-classification run and write `<run_dir>/eval/`; returns the report."""
+def evaluate_tagger(resolved: Any, run_dir: Path, progress: bool = True, compare: str | None = None) -> dict[str, Any]:
+    """Score a token-classification run and write `<run_dir>/eval/`; returns the report. A baseline is not
+    compared yet (the report says so when one is asked for)."""
     started = time.time()
     recipe = resolved.recipe
     ev = recipe.evaluation
@@ -77,6 +78,8 @@ def evaluate_tagger(resolved: Any, run_dir: Path, progress: bool = True) -> dict
     max_length = min(recipe.training.max_seq_length, getattr(model.config, "max_position_embeddings", 512) or 512)
     results: dict[str, dict[str, Any]] = {}
     notes = list(pair.notes)
+    if compare is not None and compare.strip().lower() not in ("none", "null", ""):
+        notes.append(f"--compare {compare}: a token classifier is scored alone (baselines are not compared yet)")
     source, written = _score(recipe, model, tokenizer, max_length, run_dir, results, notes)
     info = {"run_name": recipe.run.name, "run_dir": str(run_dir), "model_source": pair.tuned.source,
             "base_model": recipe.model.name_or_path, "compare_with": None, "baseline_label": None,
