@@ -54,7 +54,8 @@ def test_forge_eval_scores_a_token_classifier(tagger_run: dict, conll_file: Path
     from forge.evaluate.run import evaluate_run
 
     run_dir = Path(tagger_run["run_dir"])
-    report = evaluate_run(run_dir, overrides=[f"evaluation.data={conll_file}"], progress=False)
+    report = evaluate_run(run_dir, "base", overrides=[f"evaluation.data={conll_file}"], progress=False)
+    assert any("scored alone" in note for note in report["notes"]) and not report["has_baseline"]
     entity = report["metrics"]["entity_f1"]
     assert entity["task"] == "entities" and entity["tuned"] > 0.9
     assert entity["tuned_ci"][0] <= entity["tuned"] <= entity["tuned_ci"][1]
