@@ -122,6 +122,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return sync_command(args.run_dir)
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from forge.evaluate.bc2gm_score import score_files, score_text
+
+    score = score_files(Path(args.gold_dir), Path(args.predictions))
+    print(json.dumps(score.to_dict(), indent=2) if args.json else score_text(score, args.gold_dir, args.predictions))
+    return EXIT_OK
+
+
 def cmd_data_preview(args: argparse.Namespace) -> int:
     from forge.execute import data_preview
 
@@ -189,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=3, help="examples to show")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_preview)
+
+    score = sub.add_parser("score", help="score a prediction file from any system with a benchmark's official rules")
+    score_sub = score.add_subparsers(dest="score_verb", required=True, metavar="BENCHMARK")
+    p = score_sub.add_parser("bc2gm", help="BioCreative II gene mention: TP, FP, FN, precision, recall, F1 "
+                                           "(alt_eval.perl's rules)")
+    p.add_argument("gold_dir", metavar="GOLD_DIR", help="folder with the sentence file, GENE.eval and ALTGENE.eval")
+    p.add_argument("predictions", metavar="PRED_FILE", help="predicted mentions, one 'ID|start end|text' a line")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
 
     runs = sub.add_parser("runs", help="find, show and compare tracked runs (MLflow)")
     runs_sub = runs.add_subparsers(dest="runs_verb", required=True, metavar="VERB")

@@ -138,7 +138,7 @@ def _lora(recipe: Recipe) -> dict[str, Any] | None:
     if not lo.enabled:
         return None
     task_type = {"causal_lm": "CAUSAL_LM", "masked_lm": "FEATURE_EXTRACTION",
-                 "sequence_classification": "SEQ_CLS"}[recipe.model.task]
+                 "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}[recipe.model.task]
     return {
         "r": lo.r,
         "lora_alpha": lo.alpha,

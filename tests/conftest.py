@@ -99,3 +99,80 @@ def demo_bpe_tokenizer(demo_texts: list[str]):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     tokenizer.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
     return tokenizer
+
+
+# --------------------------------------------------------------- token classification (train/, serve/ tests)
+GENE_NAMES = [["BRCA1"], ["TP53"], ["EGFR"], ["KRAS"], ["breast", "cancer", "1"], ["tumor", "protein", "p53"],
+              ["IL", "-", "2"], ["cyclin", "D1"]]
+CONTEXTS = [["regulates", "DNA", "repair", "in"], ["binds", "the", "promoter", "of"], ["is", "mutated", "with"],
+            ["and"], ["suppresses", "growth", "of", "lung", "cells", "with"]]
+
+
+def tagged_sentences(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
+    """n sentences of (word, IOB tag): a gene, a context, another gene, a full stop; multi-word genes tag B, I."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        words: list[tuple[str, str]] = []
+        for part in (rng.choice(GENE_NAMES), rng.choice(CONTEXTS), rng.choice(GENE_NAMES)):
+            is_gene = part in GENE_NAMES
+            words += [(w, ("B-GENE" if i == 0 else "I-GENE") if is_gene else "O") for i, w in enumerate(part)]
+        words.append((".", "O"))
+        sentences.append(words)
+    return sentences
+
+
+@pytest.fixture(scope="session")
+def conll_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CoNLL file (word TAB tag, blank line between sentences) of 48 gene sentences."""
+    path = tmp_path_factory.mktemp("conll") / "genes.conll"
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in tagged_sentences(48, seed=3)) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+TAGGER_RECIPE = """\
+run: {{name: tagger, output_dir: {output_dir}, seed: 1}}
+data:
+  sources: [{{path: {data}, format: conll}}]
+  split: {{validation: 0.125, test: 0.0}}
+model: {{name_or_path: {model}, task: token_classification, dtype: float32}}
+lora: {{enabled: {lora}, r: 8, alpha: 16, dropout: 0.0}}
+optimizer: {{lr: 5.0e-3, warmup_ratio: 0.0, scheduler: constant}}
+training:
+  max_steps: {steps}
+  micro_batch_size: 8
+  max_seq_length: 64
+  gradient_checkpointing: false
+  mixed_precision: "no"
+  logging_steps: 10
+  eval_steps: {steps}
+  save_steps: {steps}
+tracking: {{enabled: false}}
+evaluation: {{enabled: false}}
+"""
+
+
+def train_tagger(folder: Path, data: Path, model: Path, *, lora: bool, steps: int) -> dict:
+    """Train a token classifier on a CoNLL file through `forge run`'s own function; its summary."""
+    from forge.plan import compile_plan
+    from forge.recipe.validate import resolve
+    from forge.train.run import run_recipe
+
+    recipe = folder / "tagger.yaml"
+    recipe.write_text(TAGGER_RECIPE.format(output_dir=folder / "runs", data=data, model=model,
+                                           lora=str(lora).lower(), steps=steps), encoding="utf-8")
+    resolved = resolve(recipe)
+    return run_recipe(resolved, compile_plan(resolved.recipe), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tagger_run(tmp_path_factory: pytest.TempPathFactory, conll_file: Path, tiny_bert_dir: Path) -> dict:
+    """The summary of a tiny BERT fully fine-tuned as a token classifier on conll_file (seconds on a CPU)."""
+    return train_tagger(tmp_path_factory.mktemp("tagger"), conll_file, tiny_bert_dir, lora=False, steps=80)
+
+
+@pytest.fixture(scope="session")
+def tagger_trainer():
+    """train_tagger(folder, data, model, lora=..., steps=...): train a token classifier, return its summary."""
+    return train_tagger

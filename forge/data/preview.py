@@ -18,6 +18,15 @@ def preview(recipe: Recipe, tokenizer: Any = None, n: int = 3, progress: bool | 
     Progress bars (on stderr, for stages that take over a second) default to on when stderr is a terminal."""
     if progress is None:
         progress = sys.stderr.isatty()
+    if recipe.model.task == "token_classification":  # word-tagged sentences, not papers
+        from forge.data.conll import build_conll_datasets
+
+        bundle = build_conll_datasets(recipe)
+        names = bundle.train.features["tags"].feature.names
+        examples = [{"paper_id": row["id"], "words": " ".join(row["words"]),
+                     "tags": " ".join(names[t] for t in row["tags"])} for row in bundle.train.select(
+                         range(min(n, len(bundle.train))))]
+        return {"format": "conll", "examples": examples, "stats": bundle.stats.to_dict()}
     bundle = build_datasets(recipe, tokenizer=tokenizer, progress=progress)
     return {
         "format": recipe.data.format,

@@ -33,6 +33,13 @@ _METRICS = (
     MetricInfo("rougeL", "summarization", True, "mean ROUGE-L F-measure of the generated summaries"),
     MetricInfo("qa_exact_match", "question_answering", True, "share of answers equal to a reference (normalised)"),
     MetricInfo("qa_f1", "question_answering", True, "mean token F1 between the answer and the best reference"),
+    MetricInfo("entity_precision", "entities", True, "a token classifier's entity-level precision (seqeval, strict "
+               "IOB2: exact words and type)"),
+    MetricInfo("entity_recall", "entities", True, "a token classifier's entity-level recall (seqeval, strict IOB2)"),
+    MetricInfo("entity_f1", "entities", True, "a token classifier's entity-level F1 (seqeval, strict IOB2)"),
+    MetricInfo("bc2gm_precision", "bc2gm", True, "official BioCreative II gene mention precision (alt_eval.perl)"),
+    MetricInfo("bc2gm_recall", "bc2gm", True, "official BioCreative II gene mention recall (alt_eval.perl)"),
+    MetricInfo("bc2gm_f1", "bc2gm", True, "official BioCreative II gene mention F1 (alt_eval.perl)"),
     MetricInfo("latency_p50_s", "benchmark", False, "median seconds per generation request"),
     MetricInfo("latency_p99_s", "benchmark", False, "99th percentile seconds per generation request"),
     MetricInfo("tokens_per_second", "benchmark", True, "generated tokens per second of generation time"),

@@ -42,6 +42,10 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     started = time.time()
     resolved, run_dir = resolve_target(run_dir, overrides)
     recipe = resolved.recipe
+    if recipe.model.task == "token_classification":  # mentions scored as the NER literature does
+        from forge.evaluate.tagger_eval import evaluate_tagger
+
+        return evaluate_tagger(resolved, run_dir, progress, compare=compare)
     ev = recipe.evaluation
     recorded = _normal_baseline(ev.compare_with)
     baseline = recorded if compare is None else _normal_baseline(compare)

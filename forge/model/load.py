@@ -16,7 +16,8 @@ from forge.model.report import ParamCount, count_parameters
 from forge.model.tiny import TINY_BERT, TINY_LLAMA, tiny_bert, tiny_llama
 
 AUTO_CLASSES = {"causal_lm": "AutoModelForCausalLM", "masked_lm": "AutoModelForMaskedLM",
-                "sequence_classification": "AutoModelForSequenceClassification"}
+                "sequence_classification": "AutoModelForSequenceClassification",
+                "token_classification": "AutoModelForTokenClassification"}
 
 
 @dataclass
@@ -162,6 +163,10 @@ def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping
         kwargs["attn_implementation"] = plan_model["attn_implementation"]
     if plan_model.get("num_labels"):
         kwargs["num_labels"] = plan_model["num_labels"]
+    if plan_model.get("labels"):  # a token classifier's labels, read from its data (or saved with the run)
+        labels = list(plan_model["labels"])
+        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                      label2id={name: i for i, name in enumerate(labels)})
     if quantization:
         kwargs["quantization_config"] = quantization_config(quantization)
         if not sharded:
@@ -187,6 +192,9 @@ def attach_lora(model: Any, lora: Mapping[str, Any], new_token_ids: list[int]) -
     saved = kwargs.get("modules_to_save") or []
     if new_token_ids and not any("embed" in m for m in saved):
         kwargs["trainable_token_indices"] = list(new_token_ids)
+    if kwargs.get("task_type") == "TOKEN_CLS" and kwargs.get("target_modules") == "all-linear":
+        # PEFT trains the head fully (modules_to_save) and leaves it out of all-linear for SEQ_CLS only
+        kwargs["exclude_modules"] = ["classifier", "score"]
     if kwargs.get("task_type") == "FEATURE_EXTRACTION":
         kwargs["task_type"] = None  # a masked-LM head: the generic wrapper passes labels through
     return get_peft_model(model, LoraConfig(**kwargs))

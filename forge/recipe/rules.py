@@ -63,6 +63,29 @@ def encoders_train_on_text(recipe: Recipe) -> Iterator[Issue]:
             yield (("quantization", "mode"), "4-bit training is for causal LMs", "use mode: none for encoders")
 
 
+DECODER_BUILTINS = ("forge:tiny-llama",)
+
+
+@rule
+def token_classification_needs_encoder_and_conll(recipe: Recipe) -> Iterator[Issue]:
+    """Token classification trains an encoder on IOB-tagged words (conll sources), and only it reads them."""
+    tagging = recipe.model.task == "token_classification"
+    if tagging and recipe.model.name_or_path in DECODER_BUILTINS:
+        yield (("model", "name_or_path"), f"token_classification needs an encoder (BERT-style), got "
+               f"{recipe.model.name_or_path}", "use forge:tiny-bert or a BERT/BioBERT/PubMedBERT folder")
+    for i, source in enumerate(recipe.data.sources):
+        if tagging and source.format != "conll":
+            yield (("data", "sources", i, "format"), f"token_classification trains on IOB-tagged words, got "
+                   f"format {source.format}", "set format: conll (token TAB tag per line, blank line between "
+                   "sentences)")
+        if not tagging and source.format == "conll":
+            yield (("data", "sources", i, "format"), f"conll data is for model.task token_classification, "
+                   f"and model.task is {recipe.model.task}", "set model.task: token_classification")
+    if tagging and recipe.training.packing:
+        yield (("training", "packing"), "packing joins examples; token_classification tags each sentence",
+               "set packing: false")
+
+
 @rule
 def early_stopping_needs_validation(recipe: Recipe) -> Iterator[Issue]:
     if recipe.training.early_stopping.enabled and recipe.data.split.validation <= 0:

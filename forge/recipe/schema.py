@@ -49,7 +49,9 @@ class DataSource(Section):
     hf_dataset: str | None = Field(None, description="Hugging Face dataset name (needs the network) instead of a path.")
     hf_split: str = Field("train", description="Split to read from a Hugging Face dataset.")
     format: Literal["auto", "demo_json", "jsonl", "text", "markdown", "jats", "pubmed_xml", "bioc", "pdf",
-                    "hf_disk"] = Field("auto", description="Reader to use; auto picks by extension and content.")
+                    "hf_disk", "conll"] = Field(
+        "auto", description="Reader to use; auto picks by extension and content. conll: token and IOB tag per line, "
+                            "a blank line between sentences (for model.task token_classification).")
     captions: bool = Field(True, description="Keep figure and table captions (JATS, BioC) as sections of the paper.")
 
 
@@ -101,8 +103,9 @@ class ModelSection(Section):
         description="Hugging Face id, local from_pretrained folder, or forge:tiny-llama (built on first use).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     tokenizer: str | None = Field(None, description="Tokenizer id or folder; default: the model's.")
-    task: Literal["causal_lm", "masked_lm", "sequence_classification"] = Field(
-        "causal_lm", description="Objective head: causal LM (LLaMA family) or BERT-style encoders.")
+    task: Literal["causal_lm", "masked_lm", "sequence_classification", "token_classification"] = Field(
+        "causal_lm", description="Objective head: causal LM (LLaMA family) or BERT-style encoders "
+                                 "(token_classification: IOB tags per word, labels from the conll data).")
     num_labels: int = Field(2, ge=2, le=10_000, description="Classes, for sequence_classification.")
     dtype: Dtype = Field("auto", description="Weights dtype; auto: bfloat16 on a GPU that has it, else float32.")
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(

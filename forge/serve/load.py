@@ -128,9 +128,10 @@ def prepare_served(resolved: Any, run_dir: Path) -> ServedModel:
     from forge.plan import compile_plan
 
     recipe = resolved.recipe
-    if recipe.model.task != "causal_lm":
-        raise ServeError(f"model.task is {recipe.model.task}: forge serve generates text and needs a causal LM",
-                         "serve a run of a causal language model (model.task: causal_lm)")
+    if recipe.model.task not in ("causal_lm", "token_classification"):
+        raise ServeError(f"model.task is {recipe.model.task}: forge serve generates text (a causal LM) or finds "
+                         "mentions (a token classifier)",
+                         "serve a run of model.task causal_lm or token_classification")
     notes: list[str] = []
     status = _summary_status(run_dir)
     if status not in FINISHED:
@@ -144,9 +145,17 @@ def prepare_served(resolved: Any, run_dir: Path) -> ServedModel:
     else:
         name = recipe.model.tokenizer or recipe.model.name_or_path
         tokenizer_source = base if name == recipe.model.name_or_path else resolve_source(name, tiny, "tokenizer")
+    plan_model = dict(plan.model)
+    if recipe.model.task == "token_classification":  # its labels were saved with the weights
+        from forge.model.labels import LABELS_FILE, read_labels
+
+        plan_model["labels"] = read_labels(weights)
+        if not plan_model["labels"]:
+            raise ServeError(f"{weights} holds no labels of the token classifier ({LABELS_FILE} or config.json "
+                             "id2label)", "the run was not saved completely; train again with forge run")
     served = ServedModel(
         run_name=recipe.run.name, run_dir=str(run_dir), kind=kind, weights_dir=str(weights), base_source=base,
-        tokenizer_source=tokenizer_source, plan_model=dict(plan.model), dtype=recipe.serving.dtype,
+        tokenizer_source=tokenizer_source, plan_model=plan_model, dtype=recipe.serving.dtype,
         quantization=serving_quantization(recipe), merge_adapter=recipe.serving.merge_adapter and kind == "adapter",
         chat_prompts=recipe.data.format == "chat", notes=tuple(notes))
     context, fit_notes = check_fits(served)
@@ -224,9 +233,13 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     if not weights.is_file():
         return context, ["adapter_model.bin (not safetensors): its shapes are checked when the worker loads it"]
     shapes = safetensors_shapes(weights)
+    from forge.model.load import AUTO_CLASSES
+
+    auto = getattr(transformers, AUTO_CLASSES[m.get("task", "causal_lm")])
+    if m.get("labels"):  # a token classifier's head has one output per label (saved with the adapter)
+        config.num_labels = len(m["labels"])
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(config,
-                                                              trust_remote_code=m.get("trust_remote_code", False))
+        model = auto.from_config(config, trust_remote_code=m.get("trust_remote_code", False))
     vocab = _tokenizer_size(served.tokenizer_source)
     problem = adapter_mismatch(model, shapes, vocab)
     if problem:

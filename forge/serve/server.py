@@ -19,7 +19,9 @@ from forge.serve.load import (LITSERVE_HOSTS, ServedModel, check_machine, check_
                               resolve_target)
 from forge.serve.protocol import Limits
 
-API_PATHS = ("/v1/chat/completions", "/v1/models", "/v1/generate", "/v1/summarize", "/v1/analyze", "/v1/batch")
+API_PATHS = ("/v1/chat/completions", "/v1/models", "/v1/generate", "/v1/summarize", "/v1/analyze", "/v1/batch",
+             "/v1/genes")
+TAGGER_PATHS = ("/v1/models", "/v1/genes", "/v1/analyze")  # what a token classifier serves
 OPEN_PATHS = ("/health", "/metrics", "/info", "/")
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -78,8 +80,11 @@ def build_server(served: ServedModel, settings: Any, tokenizer: Any, api_key_dig
     # CPU workers share the cores, unless OMP_NUM_THREADS says how many threads each may use
     threads = (None if os.environ.get("OMP_NUM_THREADS")
                else max(1, (os.cpu_count() or 1) // settings.workers_per_device))
-    api = ForgeAPI(served, limits, max_batch_size=settings.max_batch_size, batch_timeout=settings.batch_timeout,
-                   api_key_digest=api_key_digest, threads=threads)
+    api_class = ForgeAPI
+    if served.plan_model.get("task") == "token_classification":  # a tagger: /v1/genes, no generation
+        from forge.serve.tagger import TaggerAPI as api_class  # type: ignore[assignment]
+    api = api_class(served, limits, max_batch_size=settings.max_batch_size, batch_timeout=settings.batch_timeout,
+                    api_key_digest=api_key_digest, threads=threads)
     api.spec.tokenizer = tokenizer
     api.spec.pending = multiprocessing.get_context("fork").Value("i", 0)  # shared by the forked HTTP servers
     # A list, so that LitServe applies `authorize` to the API's routes only: /health and /metrics stay open
@@ -159,7 +164,9 @@ def startup_text(served: ServedModel, settings: Any, server: Any) -> str:
         f"{settings.max_request_bytes} bytes, {settings.max_pending_requests} pending, timeout {settings.timeout:g}s",
         f"  api key    " + (f"required (from ${settings.api_key_env})" if settings.api_key_env
                             else "none: anyone who can reach the port may call it"),
-        f"  endpoints  {where} {' '.join(API_PATHS)}",
+        f"  endpoints  {where} " + (" ".join(p for p in API_PATHS if p in TAGGER_PATHS)
+                                     if served.plan_model.get("task") == "token_classification" else
+                                     " ".join(p for p in API_PATHS if p != "/v1/genes")),
         f"  health     {where}/health (200 once the model is loaded), {where}/metrics (Prometheus)",
     ]
     lines += [f"  note       {note}" for note in served.notes]

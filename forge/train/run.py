@@ -42,7 +42,12 @@ def exit_code(summary: dict[str, Any]) -> int:
 
 
 def load_data(recipe: Recipe, tokenizer: Any, progress: bool) -> Any:
-    """The data layer's splits for this recipe (raises forge.data.DataError when nothing is left)."""
+    """The data layer's splits for this recipe (raises forge.data.DataError when nothing is left): papers, or
+    for a token classifier the word-tagged sentences of its conll sources."""
+    if recipe.model.task == "token_classification":
+        from forge.data.conll import build_conll_datasets
+
+        return build_conll_datasets(recipe)
     from forge.data.pipeline import build_datasets
 
     return build_datasets(recipe, tokenizer=tokenizer, progress=progress)
@@ -125,6 +130,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
             notes += filter(None, [memory_module.check_before_load(recipe, speed, plan.estimate)])
         plan_model = {**plan.model, "attn_implementation": attention_for(
             speed, plan.model.get("attn_implementation"), cuda=cuda, packing=bool(plan.trainer.get("packing")))}
+        if plan.model["task"] == "token_classification":  # the classifier's labels come from its data
+            plan_model["labels"] = list(bundle.train.features["tags"].feature.names)
         with quiet_library_bars():
             loaded = load_for_training(plan_model, plan.lora, plan.quantization, tokenizer, seed=seed,
                                        gradient_checkpointing=checkpointing,
@@ -223,6 +230,10 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                 trainer.evaluate()
             with _full_disk_in_one_line(run_dir):
                 adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"), main)
+                if main and plan_model.get("labels"):  # an adapter folder has no config to hold them
+                    from forge.model.labels import save_labels
+
+                    save_labels(adapter_path, plan_model["labels"])
             if tracker:
                 tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter)
         if status == "failed":
@@ -440,6 +451,9 @@ def _results(run_dir: Path, trainer: Any, metrics: Any, loaded: Any, bundle: Any
         eval_summary = {"loss": last["eval_loss"], "perplexity": _perplexity(last["eval_loss"]),
                         "first_loss": first["eval_loss"], "first_perplexity": _perplexity(first["eval_loss"]),
                         "first_step": first["step"], "evaluations": len(evals)}
+        if "eval_entity_f1" in last:  # a token classifier's entity-level scores (seqeval, strict IOB2)
+            eval_summary.update({k: last[f"eval_{k}"] for k in ("entity_precision", "entity_recall", "entity_f1")
+                                 if f"eval_{k}" in last})
     if hasattr(trainer, "settle_metrics"):  # tokens seen since the last logging step
         trainer.settle_metrics()
     state = trainer.state
@@ -551,7 +565,9 @@ def _planned_steps(args: Any, n_train: int) -> int:
 def _final_line(summary: dict[str, Any]) -> str:
     text = f"forge: {summary['status']} after {summary['steps']} steps in {summary['wall_seconds']:.0f}s"
     ev = summary.get("eval")
-    if ev:
+    if ev and "entity_f1" in ev:  # a token classifier: its perplexity would mean nothing
+        text += f"; validation loss {ev['first_loss']:.3f} -> {ev['loss']:.3f}, entity F1 {ev['entity_f1']:.3f}"
+    elif ev:
         text += (f"; validation loss {ev['first_loss']:.3f} -> {ev['loss']:.3f} "
                  f"(perplexity {ev['first_perplexity']:.1f} -> {ev['perplexity']:.1f})")
     text += f"; peak memory {human_bytes(summary['peak_memory_bytes'])}"

@@ -307,6 +307,8 @@ def _encoder_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSet
         drop = [c for c in dataset.column_names if c not in ("label",)]
         return dataset.map(tokenize, batched=True, remove_columns=drop)
 
+    if task == "token_classification":
+        return _tagger_trainer(model, tokenizer, args, max_length, train, validation, loss_function, callbacks)
     if task == "masked_lm":
         collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm=True, mlm_probability=0.15)
     else:
@@ -314,3 +316,31 @@ def _encoder_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSet
     return Trainer(model=model, args=args, data_collator=collator, train_dataset=prepare(train),
                    eval_dataset=prepare(validation), processing_class=tokenizer, compute_loss_func=loss_function,
                    callbacks=callbacks)
+
+
+def _tagger_trainer(model: Any, tokenizer: Any, args: Any, max_length: int, train: Any, validation: Any,
+                    loss_function: Any, callbacks: list[Any]) -> Any:
+    """Trainer for a token classifier on word-tagged rows (`words`, `tags`): each word's tag on its first
+    sub-token (forge/data/subwords.py), entity-level scores (seqeval, strict IOB2) at every evaluation."""
+    from transformers import DataCollatorForTokenClassification, Trainer
+
+    from forge.data.subwords import encode_words
+    from forge.evaluate.entities import trainer_metrics
+
+    if "tags" not in train.column_names:
+        raise ForgeRuntimeError("model.task token_classification needs word-tagged data",
+                                "read IOB files with data.sources[].format: conll", doc="data-errors")
+
+    def tokenize(row: dict[str, Any]) -> dict[str, Any]:
+        encoded = encode_words(tokenizer, row["words"], max_length, row["tags"])
+        encoded.pop("word_ids")
+        return encoded
+
+    def prepare(dataset: Any) -> Any:
+        return None if dataset is None else dataset.map(tokenize, remove_columns=dataset.column_names)
+
+    compute, argmax = trainer_metrics(train.features["tags"].feature.names)
+    return Trainer(model=model, args=args, data_collator=DataCollatorForTokenClassification(tokenizer),
+                   train_dataset=prepare(train), eval_dataset=prepare(validation), processing_class=tokenizer,
+                   compute_loss_func=loss_function, callbacks=callbacks, compute_metrics=compute,
+                   preprocess_logits_for_metrics=argmax)

@@ -92,6 +92,16 @@ CASES = {
     "padding-free with eager attention": (
         "model: {name_or_path: m, attn_implementation: eager}\ntraining: {speed: {padding_free: true}}\n",
         "training.speed.padding_free: padding_free needs an attention that keeps the examples of a row apart"),
+    "token classification on a decoder": (
+        "model: {name_or_path: 'forge:tiny-llama', task: token_classification}\n"
+        "data: {sources: [{path: a.conll, format: conll}]}\n",
+        "model.name_or_path: token_classification needs an encoder (BERT-style), got forge:tiny-llama"),
+    "token classification on papers": (
+        "model: {name_or_path: bert, task: token_classification}\ndata: {sources: [{path: a.json}]}\n",
+        "data.sources.0.format: token_classification trains on IOB-tagged words, got format auto"),
+    "conll data for a causal LM": (
+        "data: {sources: [{path: a.conll, format: conll}]}\n",
+        "data.sources.0.format: conll data is for model.task token_classification, and model.task is causal_lm"),
     "unknown step": (
         "preprocess:\n  - step: remove_citation\n",
         "preprocess.0.step: unknown preprocessing step 'remove_citation'"),

@@ -81,3 +81,43 @@ def test_a_port_in_use_is_refused_before_loading_and_points_to_the_docs(run_copy
     assert "cannot listen on 127.0.0.1:" in line and "--port" in line
     assert line.endswith("(see docs/troubleshooting.md#port-in-use)")
     assert refused(capsys, str(run_copy), "--port", "80").endswith("(see docs/troubleshooting.md#serve-refuses-to-start)")
+
+
+def tagger_run_dir(tiny_bert_dir: Path, conll_file: Path, folder: Path) -> Path:
+    """A finished-looking LoRA run of a token classifier: recipe.yaml, summary.json, adapter/ with labels.json."""
+    import json
+
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from forge.model.labels import save_labels
+    from forge.model.load import attach_lora
+    from forge.plan import compile_plan
+    from forge.recipe.validate import resolve
+
+    recipe = folder / "tagger.yaml"
+    recipe.write_text(f"run: {{name: tagger, output_dir: {folder / 'runs'}}}\n"
+                      f"model: {{name_or_path: {tiny_bert_dir}, task: token_classification}}\n"
+                      f"data: {{sources: [{{path: {conll_file}, format: conll}}]}}\n", encoding="utf-8")
+    resolved = resolve(recipe)
+    plan = compile_plan(resolved.recipe)
+    run_dir = Path(plan.run_dir)
+    labels = ["O", "B-GENE", "I-GENE"]
+    model = AutoModelForTokenClassification.from_pretrained(tiny_bert_dir, num_labels=len(labels))
+    attach_lora(model, plan.lora, []).save_pretrained(run_dir / "adapter")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(run_dir / "adapter")
+    save_labels(run_dir / "adapter", labels)
+    (run_dir / "recipe.yaml").write_text(resolved.yaml_text, encoding="utf-8")
+    (run_dir / "summary.json").write_text(json.dumps({"status": "completed"}), encoding="utf-8")
+    return run_dir
+
+
+def test_a_token_classifier_is_served_only_with_its_labels(tiny_bert_dir: Path, conll_file: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    from forge.serve.load import prepare_served, resolve_target
+
+    run_dir = tagger_run_dir(tiny_bert_dir, conll_file, tmp_path)
+    served = prepare_served(*resolve_target(run_dir))  # the adapter's shapes checked on a token classifier
+    assert served.plan_model["labels"] == ["O", "B-GENE", "I-GENE"] and served.kind == "adapter"
+    (run_dir / "adapter" / "labels.json").unlink()
+    capsys.readouterr()  # the loading bars of the set-up
+    assert "holds no labels of the token classifier" in refused(capsys, str(run_dir))
