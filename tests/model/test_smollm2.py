@@ -113,30 +113,43 @@ def test_a_few_lora_steps_lower_held_out_perplexity(smollm2: tuple[Any, Any], tm
     assert _perplexity(model, tokenizer, HELD_OUT) == pytest.approx(before, rel=1e-4)
 
 
-def test_a_run_trains_and_is_evaluated_and_served_from_the_gguf_file(tmp_path: Path) -> None:
-    """`forge run` of the shipped recipe (a few steps on a few demo papers), then evaluation and serving, each
-    loading the base from the GGUF file again and the adapter from the run."""
+def test_a_run_trains_and_is_reloaded_from_the_gguf_file_by_eval_and_serve(tmp_path: Path) -> None:
+    """`forge run` of the shipped recipe (two steps on a few demo papers), then the loading paths of `forge eval`
+    and `forge serve`, each loading the base from the GGUF file again and the adapter from the run."""
+    import torch
+
+    from forge.evaluate.models import load_models
     from forge.execute import execute
+    from forge.plan import compile_plan
     from forge.serve.load import load_for_serving, prepare_served, resolve_target
 
     out = tmp_path / "runs"
     overrides = [f"run.output_dir={out}", "data.max_papers=12", "training.max_steps=2",
                  "training.micro_batch_size=2", "training.gradient_accumulation_steps=1",
-                 "training.max_seq_length=64", "training.save_steps=100", "evaluation.tasks=[perplexity]",
-                 "evaluation.max_examples=2", "evaluation.gates=[]"]
+                 "training.max_seq_length=64", "training.save_steps=100", "evaluation.enabled=false"]
     assert execute(str(ROOT / "recipes" / "smollm2_genomics.yaml"), overrides) == 0
     run_dir = out / "smollm2-genomics"
     adapter = json.loads((run_dir / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
     assert adapter["base_model_name_or_path"] == SMOLLM2
-    report = json.loads((run_dir / "eval" / "eval.json").read_text(encoding="utf-8"))
-    print("\nevaluation:", json.dumps(report.get("metrics", report))[:400])
+
     resolved, found = resolve_target(run_dir)
-    served = prepare_served(resolved, found)
+    pair = load_models(resolved.recipe, compile_plan(resolved.recipe), found, "base")  # what forge eval loads
+    assert type(pair.tuned.model).__name__ == "PeftModel" and pair.baseline is not None
+    assert pair.tuned.model.get_base_model().name_or_path == SMOLLM2
+    ids = pair.tuned.tokenizer("BRCA1 and TP53 are tumour suppressor genes.", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        tuned = pair.tuned.model(input_ids=ids).logits
+        with pair.baseline.use():
+            base = pair.baseline.model(input_ids=ids).logits
+    assert not torch.allclose(tuned, base)  # the trained adapter is on the reloaded base, and can be switched off
+    del pair
+
+    served = prepare_served(resolved, found)  # what forge serve checks, then loads in each worker
     assert served.kind == "adapter" and served.base_source.endswith(".gguf")
-    assert not any("names" in note and "as its base" in note for note in served.notes)
+    assert not any("as its base" in note for note in served.notes)  # the adapter's recorded base is this one
     model, tokenizer = load_for_serving(served, "cpu")
-    assert type(model).__name__ == "PeftModel" and tokenizer.chat_template
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Name a gene."}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)
-    out_ids = model.generate(**ids, max_new_tokens=4, do_sample=False)
-    assert out_ids.shape[1] > ids["input_ids"].shape[1]
+    assert type(model).__name__ == "PeftModel" and "<|im_start|>" in tokenizer.chat_template
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Name a gene."}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
