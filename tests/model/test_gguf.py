@@ -66,6 +66,8 @@ def test_an_architecture_transformers_cannot_read_is_refused_in_one_line(tmp_pat
     from forge.model.load import resolve_source
 
     assert check_architecture(write_gguf(tmp_path / "llama.gguf", "llama")) == "llama"
+    # llama.cpp's name, which transformers renames (to qwen2_moe) before reading: accepted too
+    assert check_architecture(write_gguf(tmp_path / "moe.gguf", "qwen2moe")) == "qwen2moe"
     bert = write_gguf(tmp_path / "bert.gguf", "bert")
     with pytest.raises(ForgeRuntimeError) as info:
         resolve_source(str(bert))
@@ -164,3 +166,15 @@ def test_the_smollm2_recipe_validates_and_plans_without_heavy_imports() -> None:
     plan = json.loads(result.stdout)
     model = plan["plan"]["model"] if "plan" in plan else plan["model"]
     assert model["name_or_path"] == SMOLLM2_135M and model["tiny"] is None
+
+
+def test_forge_run_refuses_an_unreadable_architecture_before_loading(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    write_gguf(tmp_path / "sub" / "bert.gguf", "bert")
+    path = recipe(tmp_path, "bert.gguf", f"run:\n  output_dir: {tmp_path / 'runs'}\n")
+    result = subprocess.run([sys.executable, "-m", "forge", "run", str(path)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"forge: {tmp_path / 'sub' / 'bert.gguf'}: transformers ")
+    assert "cannot read the GGUF architecture 'bert'" in line

@@ -92,7 +92,7 @@ def test_a_few_lora_steps_lower_held_out_perplexity(smollm2: tuple[Any, Any], tm
         assert adapted == set(LLAMA_LINEAR)  # all-linear finds every Llama projection (not the tied lm_head)
         optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
         peft_model.train()
-        for step in range(6):
+        for step in range(4):
             batch = tokenizer(TRAIN[(step * 4) % len(TRAIN):][:4], return_tensors="pt", padding=True,
                               truncation=True, max_length=64)
             labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
@@ -102,7 +102,7 @@ def test_a_few_lora_steps_lower_held_out_perplexity(smollm2: tuple[Any, Any], tm
             optimizer.zero_grad()
         peft_model.eval()
         after = _perplexity(peft_model, tokenizer, HELD_OUT)
-        print(f"\nheld-out perplexity of SmolLM2-135M: {before:.2f} before, {after:.2f} after 6 LoRA steps")
+        print(f"\nheld-out perplexity of SmolLM2-135M: {before:.2f} before, {after:.2f} after 4 LoRA steps")
         assert math.isfinite(before) and after < 0.9 * before
         peft_model.save_pretrained(tmp_path / "adapter")
         saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
@@ -117,6 +117,7 @@ def test_a_run_trains_and_is_reloaded_from_the_gguf_file_by_eval_and_serve(tmp_p
     """`forge run` of the shipped recipe (two steps on a few demo papers), then the loading paths of `forge eval`
     and `forge serve`, each loading the base from the GGUF file again and the adapter from the run."""
     import torch
+    from peft import PeftModel
 
     from forge.evaluate.models import load_models
     from forge.execute import execute
@@ -134,7 +135,7 @@ def test_a_run_trains_and_is_reloaded_from_the_gguf_file_by_eval_and_serve(tmp_p
 
     resolved, found = resolve_target(run_dir)
     pair = load_models(resolved.recipe, compile_plan(resolved.recipe), found, "base")  # what forge eval loads
-    assert type(pair.tuned.model).__name__ == "PeftModel" and pair.baseline is not None
+    assert isinstance(pair.tuned.model, PeftModel) and pair.baseline is not None
     assert pair.tuned.model.get_base_model().name_or_path == SMOLLM2
     ids = pair.tuned.tokenizer("BRCA1 and TP53 are tumour suppressor genes.", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
@@ -148,7 +149,7 @@ def test_a_run_trains_and_is_reloaded_from_the_gguf_file_by_eval_and_serve(tmp_p
     assert served.kind == "adapter" and served.base_source.endswith(".gguf")
     assert not any("as its base" in note for note in served.notes)  # the adapter's recorded base is this one
     model, tokenizer = load_for_serving(served, "cpu")
-    assert type(model).__name__ == "PeftModel" and "<|im_start|>" in tokenizer.chat_template
+    assert isinstance(model, PeftModel) and "<|im_start|>" in tokenizer.chat_template
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Name a gene."}], add_generation_prompt=True,
                                            return_tensors="pt", return_dict=True)
     generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
