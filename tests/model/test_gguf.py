@@ -3,6 +3,7 @@ of an architecture transformers cannot read, or of a package that is not install
 with the recipe's file and line."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -161,11 +162,10 @@ def test_the_smollm2_recipe_validates_and_plans_without_heavy_imports() -> None:
     result = run_cli("plan", "recipes/smollm2_genomics.yaml", "--json")
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stderr
-    import json
-
     plan = json.loads(result.stdout)
-    model = plan["plan"]["model"] if "plan" in plan else plan["model"]
-    assert model["name_or_path"] == SMOLLM2_135M and model["tiny"] is None
+    # the packaged model is not a tiny model: no tiny shape in the plan, and its real shape in the estimate
+    assert plan["model"]["name_or_path"] == SMOLLM2_135M and plan["model"]["tiny"] is None
+    assert plan["estimate"]["known"] and plan["estimate"]["trainable_parameters"] > 1_000_000
 
 
 def test_forge_run_refuses_an_unreadable_architecture_before_loading(tmp_path: Path) -> None:
