@@ -36,6 +36,7 @@ KNOWN_SHAPES = {
     "meta-llama/Meta-Llama-3-8B": Shape(4096, 32, 32, 8, 14336, 128256),
     "meta-llama/Llama-3.1-8B": Shape(4096, 32, 32, 8, 14336, 128256),
     "mistralai/Mistral-7B-v0.1": Shape(4096, 32, 32, 8, 14336, 32000),
+    "forge:smollm2-135m": Shape(576, 30, 9, 3, 1536, 49152),  # SmolLM2-135M, as the GGUF file's header says
 }
 for _name in list(KNOWN_SHAPES):
     KNOWN_SHAPES[_name.replace("-hf", "-chat-hf")] = KNOWN_SHAPES[_name]
@@ -43,7 +44,7 @@ for _name in list(KNOWN_SHAPES):
 
 def model_shape(recipe: Recipe) -> Shape | None:
     m = recipe.model
-    if m.name_or_path.startswith("forge:"):
+    if m.name_or_path.startswith("forge:") and m.name_or_path not in KNOWN_SHAPES:  # the built tiny models
         t = m.tiny
         return Shape(t.hidden_size, t.num_layers, t.num_heads, t.num_heads, t.intermediate_size, t.vocab_size)
     config = Path(m.name_or_path) / "config.json"

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from forge.estimate import estimate_memory
+from forge.model.tiny import TINY_BERT, TINY_LLAMA
 from forge.recipe.rules import sharded_engine
 from forge.recipe.schema import Recipe
 
@@ -65,7 +66,7 @@ def _model(recipe: Recipe) -> dict[str, Any]:
         "dtype": m.dtype,
         "attn_implementation": None if m.attn_implementation == "auto" else m.attn_implementation,
         "trust_remote_code": m.trust_remote_code,
-        "tiny": m.tiny.model_dump() if m.name_or_path.startswith("forge:") else None,
+        "tiny": m.tiny.model_dump() if m.name_or_path in (TINY_LLAMA, TINY_BERT) else None,
         "domain_tokens": list(recipe.data.domain_tokens),
         "prepare_for_kbit_training": recipe.quantization.mode != "none",
     }

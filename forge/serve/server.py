@@ -41,7 +41,10 @@ def serve(target: str, overrides: Sequence[str] = (), *, host: str | None = None
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer is used again after the fork
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(served.tokenizer_source,
+    from forge.model.gguf import pretrained_location
+
+    location, gguf = pretrained_location(served.tokenizer_source)
+    tokenizer = AutoTokenizer.from_pretrained(location, **gguf,
                                               trust_remote_code=served.plan_model.get("trust_remote_code", False))
     # The processes' metric files: named before prometheus_client is first imported (by forge.serve.metrics)
     metrics_dir = tempfile.mkdtemp(prefix="forge-metrics-")
