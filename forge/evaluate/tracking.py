@@ -48,7 +48,13 @@ def log_report(uri: str, run_id: str, report: Mapping[str, Any], folder: Path) -
                     values.append(Metric(f"eval/{name}{suffix}", float(entry[side]), now, 0))
         client.log_batch(run_id, metrics=values)
         client.log_artifacts(run_id, str(folder), artifact_path="eval")
-        return {"status": "logged", "uri": uri, "run_id": run_id, "metrics": len(values)}
+        from forge.track.registry import tag_version_results
+
+        tuned = {name: float(entry["tuned"]) for name, entry in report.get("metrics", {}).items()
+                 if isinstance(entry.get("tuned"), (int, float))}
+        version = tag_version_results(client, run_id, tuned)  # the registered adapter carries its results
+        return {"status": "logged", "uri": uri, "run_id": run_id, "metrics": len(values),
+                **({"model_version": version} if version else {})}
     except Exception as e:  # tracking must never fail an evaluation
         first = (str(e).strip().splitlines() or [""])[0]
         print(f"forge: could not log the evaluation to MLflow ({type(e).__name__}: {first}); "
