@@ -92,7 +92,14 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         checkpointing_kwargs = plan.trainer.get("activation_checkpointing_kwargs",
                                                 plan.trainer.get("gradient_checkpointing_kwargs"))
 
-        # 2. Tokenizer (4-bit/8-bit without CUDA is refused here, before anything is read)
+        # 2. Tokenizer (4-bit/8-bit without CUDA is refused here, before anything is read); the adapter a
+        # continued run starts from (model.adapter), recorded as its parent
+        parent = _parent(plan)
+        if parent is not None:
+            summary["parent"] = parent.to_dict()
+            notes.append(f"continuing the adapter {parent.adapter}" + (
+                f" (run {parent.run_name}, validation loss {parent.eval_loss:.4f})"
+                if parent.run_name and parent.eval_loss is not None else ""))
         tokenizer = prepare_tokenizer(plan.model, plan.quantization)
 
         # 3. Data: the recipe's papers as train/validation examples
@@ -153,6 +160,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         # 6. Tracking: MLflow, or a pending file when MLflow is down (never stops training)
         tracker = _start_tracking(resolved, plan, run_dir, previous if checkpoint else None) if main else None
         summary["mlflow_run_id"] = tracker.run_id if tracker else None
+        if tracker and parent is not None:
+            tracker.set_tags(parent.tags())
         save_summary()
 
         # 7. Trainer: SFTTrainer with Forge's callbacks
@@ -198,7 +207,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
                 trainer.evaluate()
             adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"), main)
             if tracker:
-                tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter)
+                tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter,
+                                    results=_validation_results(run_dir))
         if status == "failed":
             last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
             summary["error"] = (f"training stopped at step {guard.failed_step}: {guard.reason}; the last good "
@@ -239,6 +249,21 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         except OSError:  # a full disk: the summary keeps its last state; the error that stopped the run goes up
             pass
         raise
+
+
+def _parent(plan: Plan) -> Any:
+    """The adapter a continued run starts from (forge.model.continued.Parent), or None."""
+    if not plan.model.get("adapter") or not plan.lora:
+        return None
+    from forge.model.continued import find_parent
+
+    return find_parent(plan.model["adapter"])
+
+
+def _validation_results(run_dir: Path) -> dict[str, float]:
+    """The last validation loss, for the model version registered at the end of training."""
+    evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "eval_loss" in r]
+    return {"validation_loss": float(evals[-1]["eval_loss"])} if evals else {}
 
 
 def process_rank() -> tuple[int, int]:
