@@ -84,7 +84,7 @@ def merged_model(source: RunSource) -> tuple[Any, Any, list[str]]:
     return model, tokenizer, notes
 
 
-def write_merged(model: Any, tokenizer: Any, out: Path, dtype: str, max_shard_size: str | int = MAX_SHARD_SIZE) -> None:
+def write_merged(model: Any, tokenizer: Any, out: Path, dtype: str, max_shard_size: str | int | None = None) -> None:
     """A `from_pretrained` folder: sharded safetensors in `dtype`, config, generation config, tokenizer and its
     chat template."""
     import torch
@@ -96,5 +96,5 @@ def write_merged(model: Any, tokenizer: Any, out: Path, dtype: str, max_shard_si
             if getattr(generation, key, None) is None and getattr(tokenizer, key, None) is not None:
                 setattr(generation, key, getattr(tokenizer, key))
     model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(str(out), max_shard_size=max_shard_size, safe_serialization=True)
+    model.save_pretrained(str(out), max_shard_size=max_shard_size or MAX_SHARD_SIZE)
     tokenizer.save_pretrained(str(out))
