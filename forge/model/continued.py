@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 from forge.model.errors import ForgeRuntimeError
 
-DOC = "continued-training"
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -50,11 +49,11 @@ def find_parent(path: str) -> Parent:
         run_dir, folder = folder, folder / "adapter"
     if not folder.is_dir():
         raise ForgeRuntimeError(f"model.adapter {path} does not exist",
-                                "point it at an adapter folder or a run directory with adapter/", doc=DOC)
+                                "point it at an adapter folder or a run directory with adapter/", doc="continued-training")
     if not (folder / "adapter_config.json").is_file() or not any((folder / w).is_file() for w in WEIGHTS):
         raise ForgeRuntimeError(f"model.adapter {path} is neither an adapter folder (adapter_config.json and "
                                 "adapter_model.safetensors) nor a run directory with adapter/",
-                                "point it at the adapter of a finished run", doc=DOC)
+                                "point it at the adapter of a finished run", doc="continued-training")
     config = _read(folder / "adapter_config.json")
     summary = _read(run_dir / "summary.json") if run_dir else {}
     ev = summary.get("eval") or {}
@@ -78,7 +77,7 @@ def check_shape(parent: Parent, lora: Mapping[str, Any], base_source: str, model
     if parent.base and not _same_base(parent.base, base_source):
         raise ForgeRuntimeError(f"model.adapter {parent.adapter} was trained on {parent.base}, not on this "
                                 f"run's base {base_source}", "continue on the base the adapter was trained on "
-                                "(model.name_or_path)", doc=DOC)
+                                "(model.name_or_path)", doc="continued-training")
     checks = [("lora.r", lora.get("r"), config.get("r")), ("lora.alpha", lora.get("lora_alpha"), config.get("lora_alpha")),
               ("lora.use_dora", bool(lora.get("use_dora")), bool(config.get("use_dora"))),
               ("lora.use_rslora", bool(lora.get("use_rslora")), bool(config.get("use_rslora"))),
@@ -90,7 +89,7 @@ def check_shape(parent: Parent, lora: Mapping[str, Any], base_source: str, model
         if ours != theirs and not (isinstance(ours, float | int) and isinstance(theirs, float | int)
                                    and float(ours) == float(theirs)):
             raise ForgeRuntimeError(f"{key} is {ours} but the adapter in {parent.adapter} has {theirs}",
-                                    f"set {key} to the adapter's value to continue training it", doc=DOC)
+                                    f"set {key} to the adapter's value to continue training it", doc="continued-training")
 
 
 def _as_list(value: Any) -> list[str]:
@@ -133,5 +132,5 @@ def start_from_adapter(model: Any, parent: Parent, lora: Mapping[str, Any], base
         first = ("size mismatch for " + text.split("size mismatch for ", 1)[1].splitlines()[0]
                  if "size mismatch for " in text else (text.strip().splitlines() or [type(e).__name__])[0])
         raise ForgeRuntimeError(f"model.adapter {parent.adapter} does not fit the base model: {first[:300]}",
-                                "continue on the base the adapter was trained on", doc=DOC) from None
+                                "continue on the base the adapter was trained on", doc="continued-training") from None
     return wrapped
