@@ -146,6 +146,11 @@ def _quiet_machine() -> None:
 def export_command(target: str, fmt: str, dtype: str | None = None, out: str | None = None,
                    register: str | None = None) -> int:
     """`forge export`: 0 once the folder is written (and registered when asked)."""
+    if register:  # a run without an MLflow run is refused before anything is written
+        from forge.track.registry import run_store
+
+        early = read_run(target)
+        run_store(early.run_dir, early.recipe, early.summary)
     folder, source, written = export_run(target, fmt, dtype, out)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     print(f"forge: exported {source.run_dir.name} as {fmt}{' ' + written.dtype if written.dtype else ''} to "
