@@ -21,14 +21,15 @@ def load_base(source: RunSource) -> tuple[Any, list[str]]:
     """The base model in float32 on the CPU; a quantized training base loaded quantized, then dequantized."""
     import torch
 
-    from forge.model.load import check_quantization, load_model
+    from forge.model.load import check_quantization, load_model, resolve_dtype
 
     notes: list[str] = []
     if source.quantization:
         check_quantization(source.quantization)  # bitsandbytes needs CUDA: one line, before any loading
-        compute = source.quantization.get("bnb_4bit_compute_dtype") or "bfloat16"
-        model = load_model(source.plan_model, source.base_source, source.quantization, compute)
-        model = dequantize(model, torch.float32)
+        # loaded as training loaded it (the unquantized norms and embeddings in the run's dtype)
+        trained = resolve_dtype(source.plan_model.get("dtype", "auto"))
+        model = load_model(source.plan_model, source.base_source, source.quantization, trained)
+        model = dequantize(model, torch.float32).to(torch.float32)
         bits = "4-bit" if source.quantization.get("load_in_4bit") else "8-bit"
         notes.append(f"the base was trained {bits}: its weights were dequantized to float32, then the adapter "
                      "was merged into them")

@@ -137,7 +137,7 @@ def test_a_quantized_base_is_dequantized_then_merged(exported_run: Path, tiny_ll
     monkeypatch.setattr(forge.export.command, "read_run", lambda target: source)
     out = tmp_path / "merged"
     assert main(["export", str(exported_run), "--format", "merged", "--dtype", "f32", "--out", str(out)]) == 0
-    assert quantized_loads == ["bfloat16"] and quantizer.dtypes == [torch.float32]
+    assert quantized_loads == ["float32"] and quantizer.dtypes == [torch.float32]
 
     # expected: the adapter on the dequantized weights, not on the original ones
     dequantized = quantizer.dequantize(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), dtype=torch.float32),
