@@ -53,8 +53,8 @@ def export_merged(source: RunSource, folder: Path, dtype: str | None) -> Exporte
 
     if dtype == "q8_0":
         raise ExportError("--dtype q8_0 is a GGUF quantization", "use --format gguf, or f32/fp16/bf16 for merged")
+    chosen = dtype or saved_dtype(source)
     model, tokenizer, notes = merged_model(source)
-    chosen = dtype or _base_dtype(model)
     write_merged(model, tokenizer, folder, DTYPES[chosen])
     if source.quantization:
         notes.append("the merged weights are the dequantized 4-bit base plus the adapter: they reproduce the "
@@ -73,8 +73,8 @@ def export_gguf(source: RunSource, folder: Path, dtype: str | None) -> Exported:
     base = source.base_source if source.kind == "adapter" else str(source.weights_dir)
     config = transformers.AutoConfig.from_pretrained(base, trust_remote_code=source.plan_model.get("trust_remote_code", False))
     check_architecture(config)  # before any weights are read
+    chosen = dtype or ("bf16" if saved_dtype(source) == "bf16" else "fp16")  # llama.cpp's converter's default
     model, tokenizer, notes = merged_model(source)
-    chosen = dtype or ("bf16" if _base_dtype(model) == "bf16" else "fp16")  # llama.cpp's converter's default
     with tempfile.TemporaryDirectory(prefix="forge-tokenizer-") as tmp:
         load_tokenizer(source).save_pretrained(tmp)  # the saved files carry the merges and special tokens
         types = write_gguf(model, tokenizer, Path(tmp), folder / "model.gguf", chosen, source.name,
@@ -84,8 +84,13 @@ def export_gguf(source: RunSource, folder: Path, dtype: str | None) -> Exported:
     return Exported(dtype=chosen, notes=notes, details={"tensor_types": types})
 
 
-def _base_dtype(model: Any) -> str:
-    name = str(getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None) or "float32")
+def saved_dtype(source: RunSource) -> str:
+    """The dtype the base model (or the full fine-tune) was saved in, from its config.json; f32 if unknown."""
+    import transformers
+
+    folder = source.base_source if source.kind == "adapter" else str(source.weights_dir)
+    config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=source.plan_model.get("trust_remote_code", False))
+    name = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32")
     return TORCH_NAMES.get(name.removeprefix("torch."), "f32")
 
 

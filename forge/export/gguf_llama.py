@@ -59,7 +59,8 @@ def write_gguf(model: Any, tokenizer: Any, tokenizer_dir: Path, path: Path, dtyp
 
     config = model.config
     check_architecture(config)
-    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    # tensors wait in a temporary file, not in memory, until the header is written
+    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA], use_temp_file=True)
     _hyperparameters(writer, config, dtype, name, description)
     _vocabulary(writer, tokenizer, tokenizer_dir, config.vocab_size)
     types: dict[str, Any] = {}

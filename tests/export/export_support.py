@@ -2,6 +2,8 @@
 PEFT), a card's YAML header, and the one line a refused export prints."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +40,19 @@ def card_header(folder: Path) -> dict[str, Any]:
     text = (folder / "README.md").read_text(encoding="utf-8")
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def fake_run(folder: Path, recipe_text: str, adapter_from: Path | None = None) -> Path:
+    """A run directory: recipe.yaml, a completed summary.json, and a copy of an adapter folder."""
+    folder.mkdir(parents=True)
+    (folder / "recipe.yaml").write_text(recipe_text)
+    (folder / "summary.json").write_text(json.dumps({"status": "completed", "mlflow_run_id": None}))
+    if adapter_from is not None:
+        shutil.copytree(adapter_from, folder / "adapter")
+    return folder
+
+
+def resolved_text(run_dir: Path, *overrides: str) -> str:
+    from forge.recipe.validate import resolve
+
+    return resolve(run_dir / "recipe.yaml", list(overrides)).yaml_text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from export_support import PROBE, card_header, logits, reference_model, relative_error
+from export_support import PROBE, card_header, fake_run, logits, reference_model, relative_error, resolved_text
 from forge.cli import main
 
 pytestmark = pytest.mark.slow
@@ -193,3 +193,26 @@ def test_the_gguf_tokenizer_is_the_runs(exported_run: Path, tmp_path: Path) -> N
     assert loaded.chat_template == original.chat_template
     assert (loaded.bos_token, loaded.eos_token) == (original.bos_token, original.eos_token)
     assert PROBE[0][0] == original.bos_token_id
+
+
+def test_default_types_follow_the_base(exported_run: Path, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """Without --dtype, merged keeps the base's saved dtype and gguf writes fp16, or bf16 for a bf16 base."""
+    import gguf
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    bf16_base = tmp_path / "bf16-base"
+    AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), dtype=torch.bfloat16).save_pretrained(str(bf16_base))
+    AutoTokenizer.from_pretrained(str(tiny_llama_dir)).save_pretrained(str(bf16_base))
+    run = fake_run(tmp_path / "run", resolved_text(exported_run, f"model.name_or_path={bf16_base}"),
+                   exported_run / "adapter")
+    assert main(["export", str(run), "--format", "merged", "--out", str(tmp_path / "merged")]) == 0
+    with safe_open(str(tmp_path / "merged" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    assert main(["export", str(run), "--format", "gguf", "--out", str(tmp_path / "gguf")]) == 0
+    reader = gguf.GGUFReader(str(tmp_path / "gguf" / "model.gguf"))
+    assert {t.tensor_type.name for t in reader.tensors} == {"BF16", "F32"}
+    assert main(["export", str(exported_run), "--format", "merged", "--out", str(tmp_path / "f32")]) == 0
+    with safe_open(str(tmp_path / "f32" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}

@@ -4,14 +4,12 @@ dequantize-then-merge path of a quantized base, with a stand-in for bitsandbytes
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from export_support import card_header, logits, relative_error
+from export_support import card_header, fake_run, logits, relative_error, resolved_text
 from forge.cli import main
 
 pytestmark = pytest.mark.slow
@@ -24,22 +22,6 @@ def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("forge: "), lines
     assert "(see docs/troubleshooting.md#" in lines[0]
     return lines[0]
-
-
-def fake_run(folder: Path, recipe_text: str, adapter_from: Path | None = None) -> Path:
-    """A run directory: recipe.yaml, a completed summary.json, and a copy of an adapter folder."""
-    folder.mkdir(parents=True)
-    (folder / "recipe.yaml").write_text(recipe_text)
-    (folder / "summary.json").write_text(json.dumps({"status": "completed", "mlflow_run_id": None}))
-    if adapter_from is not None:
-        shutil.copytree(adapter_from, folder / "adapter")
-    return folder
-
-
-def resolved_text(run_dir: Path, *overrides: str) -> str:
-    from forge.recipe.validate import resolve
-
-    return resolve(run_dir / "recipe.yaml", list(overrides)).yaml_text
 
 
 def test_paths_that_are_not_finished_runs(exported_run: Path, tmp_path: Path,
