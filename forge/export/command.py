@@ -71,7 +71,8 @@ def export_gguf(source: RunSource, folder: Path, dtype: str | None) -> Exported:
     from forge.export.merge import load_tokenizer, merged_model
 
     base = source.base_source if source.kind == "adapter" else str(source.weights_dir)
-    config = transformers.AutoConfig.from_pretrained(base, trust_remote_code=source.plan_model.get("trust_remote_code", False))
+    config = transformers.AutoConfig.from_pretrained(
+        base, trust_remote_code=source.plan_model.get("trust_remote_code", False))
     check_architecture(config)  # before any weights are read
     chosen = dtype or ("bf16" if saved_dtype(source) == "bf16" else "fp16")  # llama.cpp's converter's default
     model, tokenizer, notes = merged_model(source)
@@ -89,7 +90,8 @@ def saved_dtype(source: RunSource) -> str:
     import transformers
 
     folder = source.base_source if source.kind == "adapter" else str(source.weights_dir)
-    config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=source.plan_model.get("trust_remote_code", False))
+    config = transformers.AutoConfig.from_pretrained(
+        folder, trust_remote_code=source.plan_model.get("trust_remote_code", False))
     name = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32")
     return TORCH_NAMES.get(name.removeprefix("torch."), "f32")
 
@@ -104,7 +106,8 @@ def _point_at_base(config_path: Path, source: RunSource) -> None:
     config_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def export_run(target: str | Path, fmt: str, dtype: str | None = None, out: str | Path | None = None) -> tuple[Path, RunSource, Exported]:
+def export_run(target: str | Path, fmt: str, dtype: str | None = None,
+               out: str | Path | None = None) -> tuple[Path, RunSource, Exported]:
     """Export a run; returns (folder, source, what was written). The folder appears whole or not at all."""
     from forge.export.card import write_card
 

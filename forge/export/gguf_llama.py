@@ -209,7 +209,8 @@ def pre_tokenizer_name(tokenizer_dir: Path) -> str:
         raise ExportError(f"GGUF export needs the fast tokenizer's tokenizer.json, and {path} is missing",
                           "export --format merged instead") from None
     model = data.get("model") or {}
-    if model.get("type") != "BPE" or model.get("byte_fallback") or (data.get("decoder") or {}).get("type") != "ByteLevel":
+    decoder = (data.get("decoder") or {}).get("type")
+    if model.get("type") != "BPE" or model.get("byte_fallback") or decoder != "ByteLevel":
         raise ExportError(f"GGUF export writes byte-level BPE tokenizers; {path} holds a {model.get('type')} "
                           f"tokenizer{' with byte fallback (SentencePiece)' if model.get('byte_fallback') else ''}",
                           "export --format merged instead")

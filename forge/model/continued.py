@@ -49,7 +49,8 @@ def find_parent(path: str) -> Parent:
         run_dir, folder = folder, folder / "adapter"
     if not folder.is_dir():
         raise ForgeRuntimeError(f"model.adapter {path} does not exist",
-                                "point it at an adapter folder or a run directory with adapter/", doc="continued-training")
+                                "point it at an adapter folder or a run directory with adapter/",
+                                doc="continued-training")
     if not (folder / "adapter_config.json").is_file() or not any((folder / w).is_file() for w in WEIGHTS):
         raise ForgeRuntimeError(f"model.adapter {path} is neither an adapter folder (adapter_config.json and "
                                 "adapter_model.safetensors) nor a run directory with adapter/",
@@ -78,18 +79,20 @@ def check_shape(parent: Parent, lora: Mapping[str, Any], base_source: str, model
         raise ForgeRuntimeError(f"model.adapter {parent.adapter} was trained on {parent.base}, not on this "
                                 f"run's base {base_source}", "continue on the base the adapter was trained on "
                                 "(model.name_or_path)", doc="continued-training")
-    checks = [("lora.r", lora.get("r"), config.get("r")), ("lora.alpha", lora.get("lora_alpha"), config.get("lora_alpha")),
+    checks = [("lora.r", lora.get("r"), config.get("r")),
+              ("lora.alpha", lora.get("lora_alpha"), config.get("lora_alpha")),
               ("lora.use_dora", bool(lora.get("use_dora")), bool(config.get("use_dora"))),
               ("lora.use_rslora", bool(lora.get("use_rslora")), bool(config.get("use_rslora"))),
+              ("lora.bias", lora.get("bias", "none"), config.get("bias", "none")),
               ("lora.modules_to_save", sorted(lora.get("modules_to_save") or []),
                sorted(config.get("modules_to_save") or [])),
               ("lora.target_modules", _targets(lora.get("target_modules"), model),
                _short(_as_list(config.get("target_modules"))))]
     for key, ours, theirs in checks:
-        if ours != theirs and not (isinstance(ours, float | int) and isinstance(theirs, float | int)
-                                   and float(ours) == float(theirs)):
+        if ours != theirs:  # 32 and 32.0 are equal
             raise ForgeRuntimeError(f"{key} is {ours} but the adapter in {parent.adapter} has {theirs}",
-                                    f"set {key} to the adapter's value to continue training it", doc="continued-training")
+                                    f"set {key} to the adapter's value to continue training it",
+                                    doc="continued-training")
 
 
 def _as_list(value: Any) -> list[str]:

@@ -356,7 +356,8 @@ class MlflowTracker:
 
         results = entry.get("results") or {}
         version = self.client.create_model_version(
-            entry["name"], source, run_id=self.run_id, tags={"forge.run_dir": str(self.run_dir), **results_tags(results)},
+            entry["name"], source, run_id=self.run_id,
+            tags={"forge.run_dir": str(self.run_dir), **results_tags(results)},
             description=results_description(self.run_dir.name, results), await_creation_for=0)
         self.model_version = {"name": version.name, "version": str(version.version), "source": source}
         self.client.set_tag(self.run_id, "forge.registered_model", f"{version.name}/{version.version}")

@@ -34,7 +34,8 @@ def test_adapter_folder_and_its_card(exported_run: Path, tmp_path: Path, tiny_ll
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= {
         p.name for p in out.iterdir()}
     assert not (out / "training_args.bin").exists()  # the trainer's pickle stays behind
-    exported, trained = load_file(out / "adapter_model.safetensors"), load_file(exported_run / "adapter" / "adapter_model.safetensors")
+    exported = load_file(out / "adapter_model.safetensors")
+    trained = load_file(exported_run / "adapter" / "adapter_model.safetensors")
     assert exported.keys() == trained.keys() and all((exported[k] == trained[k]).all() for k in trained)
 
     header = card_header(out)
