@@ -80,7 +80,7 @@ def test_starts_from_the_parent_and_improves_on_it(continued: dict[str, Any], re
 
 
 def test_the_run_records_its_parent_and_shows_the_lineage(continued: dict[str, Any], reference_run: Any,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mlflow import MlflowClient
 
     summary, parent = continued["summary"], reference_run.summary
@@ -99,6 +99,10 @@ def test_the_run_records_its_parent_and_shows_the_lineage(continued: dict[str, A
     assert main(["runs", "show", summary["mlflow_run_id"], "--uri", store, "--json"]) == 0
     lineage = json.loads(capsys.readouterr().out)["lineage"]
     assert [(e["run_id"], e["name"]) for e in lineage] == [(parent["mlflow_run_id"], "reference")]
+    # and the model card of its export says where it started
+    assert main(["export", str(continued["run_dir"]), "--format", "adapter", "--out", str(tmp_path / "card")]) == 0
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert f"continued from the adapter `{reference_run.run_dir / 'adapter'}` (run `reference`)" in card
 
 
 def refused_run(capsys: pytest.CaptureFixture[str], recipe: Path, *overrides: str) -> str:
