@@ -217,3 +217,43 @@ def test_default_types_follow_the_base(exported_run: Path, tiny_llama_dir: Path,
     assert main(["export", str(exported_run), "--format", "merged", "--out", str(tmp_path / "f32")]) == 0
     with safe_open(str(tmp_path / "f32" / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_domain_tokens_survive_the_export(tiny_llama_dir: Path, genomics_examples: list[str], tmp_path: Path) -> None:
+    """A run that added domain tokens (embeddings resized, the new rows trained through PEFT's trainable tokens):
+    the merged folder and the GGUF hold the resized vocabulary, the new tokens stay whole, and a text that uses
+    them gives base + adapter's logits."""
+    import harness
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import forge.train.run
+
+    recipe = harness.write_recipe(tmp_path, genomics_examples, tiny_llama_dir, name="domain")
+    resolved, plan = harness.prepare(recipe, "training.max_steps=4", "data.domain_tokens=[BRCA1x,TP53x]",
+                                     "lora.modules_to_save=[]")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(forge.train.run, "load_data", harness.fake_bundle)
+        assert forge.train.run.run_recipe(resolved, plan, resume="never", progress=False)["status"] == "completed"
+    run_dir = Path(plan.run_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "adapter"))
+    ids = tokenizer("BRCA1x binds TP53x in breast cells")["input_ids"]
+    new = tokenizer.convert_tokens_to_ids(["BRCA1x", "TP53x"])
+    assert set(new) <= set(ids)
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), dtype=torch.float32)
+    base.resize_token_embeddings(len(tokenizer))
+    reference = PeftModel.from_pretrained(base, str(run_dir / "adapter")).eval()
+    with torch.no_grad():
+        expected = reference(input_ids=torch.tensor([ids])).logits
+    export(run_dir, tmp_path / "merged", "merged", "--dtype", "f32")
+    export(run_dir, tmp_path / "gguf", "gguf", "--dtype", "f32")
+    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged")).eval()
+    from_gguf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "gguf"), gguf_file="model.gguf").eval()
+    assert merged.config.vocab_size == len(tokenizer) == from_gguf.config.vocab_size
+    with torch.no_grad():
+        for model in (merged, from_gguf):
+            assert relative_error(expected, model(input_ids=torch.tensor([ids])).logits) < 1e-5
+    gguf_tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "gguf"), gguf_file="model.gguf")
+    assert gguf_tokenizer("BRCA1x binds TP53x in breast cells")["input_ids"] == ids
