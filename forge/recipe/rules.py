@@ -38,6 +38,13 @@ def quantization_needs_lora(recipe: Recipe) -> Iterator[Issue]:
                "enable lora (QLoRA trains adapters on a frozen quantized model)")
 
 
+@rule
+def continued_training_needs_lora(recipe: Recipe) -> Iterator[Issue]:
+    if recipe.model.adapter and not recipe.lora.enabled:
+        yield (("model", "adapter"), "continuing an adapter trains LoRA, and lora.enabled is false",
+               "enable lora, or remove model.adapter")
+
+
 def sharded_engine(recipe: Recipe) -> bool:
     """Whether parameters are sharded across processes (ZeRO-3 or FSDP), which constrains 4-bit storage."""
     d = recipe.distribution

@@ -18,6 +18,7 @@ RECIPE_RELATIVE_PATHS = (
     "data.sources.*.path",
     "model.name_or_path",
     "model.tokenizer",
+    "model.adapter",
     "distribution.config_file",
     "evaluation.data",
     "evaluation.compare_with",
@@ -113,6 +114,9 @@ class ModelSection(Section):
         "auto", description="Attention kernel passed to from_pretrained; auto lets transformers choose.")
     trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: only library code runs).")
     tiny: TinyModel = Field(default_factory=TinyModel, description="Shape of forge:tiny-llama.")
+    adapter: str | None = Field(
+        None, description="Continue training this LoRA adapter (an adapter folder or a run directory) instead of "
+                          "starting a new one; same base model and LoRA shape.")
 
 
 class QuantizationSection(Section):

@@ -147,13 +147,15 @@ class MlflowTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._send({"type": "artifact", "path": str(path), "artifact_path": artifact_path})
 
-    def log_adapter(self, path: Path, log_files: bool = True) -> None:
+    def log_adapter(self, path: Path, log_files: bool = True, results: Mapping[str, float] | None = None) -> None:
         """The trained adapter (or full model) folder as an artifact, and a registry version when the recipe
-        names one (tracking.register_model; it needs the files, so it implies log_files)."""
+        names one (tracking.register_model; it needs the files, so it implies log_files), tagged with results
+        (`eval.<name>`; `forge eval` adds its own to the same version)."""
         if log_files or self.register_model:
             self.log_artifact(path)
         if self.register_model:
-            self._send({"type": "register", "name": self.register_model, "artifact_path": Path(path).name})
+            self._send({"type": "register", "name": self.register_model, "artifact_path": Path(path).name,
+                        "results": {k: float(v) for k, v in (results or {}).items()}})
 
     def finish(self, status: str) -> None:
         """Close the run: FINISHED for a completed or early-stopped run, KILLED for interrupted, else FAILED.
@@ -350,8 +352,13 @@ class MlflowTracker:
                 raise
         source = RunsArtifactRepository.get_underlying_uri(f"runs:/{self.run_id}/{entry['artifact_path']}",
                                                            tracking_uri=self.uri)
-        version = self.client.create_model_version(entry["name"], source, run_id=self.run_id,
-                                                   tags={"forge.run_dir": str(self.run_dir)}, await_creation_for=0)
+        from forge.track.registry import results_description, results_tags
+
+        results = entry.get("results") or {}
+        version = self.client.create_model_version(
+            entry["name"], source, run_id=self.run_id,
+            tags={"forge.run_dir": str(self.run_dir), **results_tags(results)},
+            description=results_description(self.run_dir.name, results), await_creation_for=0)
         self.model_version = {"name": version.name, "version": str(version.version), "source": source}
         self.client.set_tag(self.run_id, "forge.registered_model", f"{version.name}/{version.version}")
 

@@ -70,12 +70,13 @@ def show_command(uri: str | None, ref: str, as_json: bool = False) -> int:
         experiment = client.get_experiment(run.info.experiment_id)
         artifacts = [f"{a.path}/" if a.is_dir else a.path for a in client.list_artifacts(run.info.run_id)]
         recipe_text = artifact_text(client, run.info.run_id, "recipe.yaml")
+        ancestors = lineage(client, run)
     record = run_record(run, experiment.name)
     if as_json:
         print(json.dumps({**record, "params": dict(run.data.params), "tags": public_tags(run.data.tags),
-                          "artifacts": artifacts, "recipe_yaml": recipe_text}, indent=2))
+                          "artifacts": artifacts, "recipe_yaml": recipe_text, "lineage": ancestors}, indent=2))
         return 0
-    print(format_run(run, experiment.name, artifacts, recipe_text))
+    print(format_run(run, experiment.name, artifacts, recipe_text, ancestors))
     return 0
 
 
@@ -132,7 +133,41 @@ def public_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(tags.items()) if not k.startswith("mlflow.log-model")}
 
 
-def format_run(run: Any, experiment: str, artifacts: list[str], recipe_text: str | None) -> str:
+MAX_LINEAGE = 50
+
+
+def lineage(client: Any, run: Any) -> list[dict[str, str | None]]:
+    """The runs this one continued from (model.adapter), parent first: each with its id, name and adapter;
+    an ancestor outside this store (or an adapter that no run trained) ends the chain."""
+    from mlflow.exceptions import MlflowException
+
+    chain: list[dict[str, str | None]] = []
+    tags = run.data.tags
+    seen = {run.info.run_id}
+    while tags.get("forge.parent.adapter") and len(chain) < MAX_LINEAGE:
+        parent_id = tags.get("forge.parent.run_id")
+        entry: dict[str, str | None] = {"run_id": parent_id, "name": tags.get("forge.parent.run_name"),
+                                        "adapter": tags["forge.parent.adapter"]}
+        chain.append(entry)
+        if not parent_id or parent_id in seen:
+            break
+        seen.add(parent_id)
+        try:
+            parent = client.get_run(parent_id)
+        except MlflowException:
+            break
+        entry["name"] = parent.info.run_name
+        tags = parent.data.tags
+    return chain
+
+
+def format_lineage(chain: list[dict[str, str | None]]) -> str:
+    return " <- ".join(f"{e['name'] or '?'} ({e['run_id'][:8]})" if e.get("run_id") else f"adapter {e['adapter']}"
+                       for e in chain)
+
+
+def format_run(run: Any, experiment: str, artifacts: list[str], recipe_text: str | None,
+               ancestors: list[dict[str, str | None]] | None = None) -> str:
     info, tags, metrics = run.info, run.data.tags, run.data.metrics
     versions = ", ".join(f"{k.removeprefix('forge.version.')} {v}" for k, v in sorted(tags.items())
                          if k.startswith("forge.version."))
@@ -151,6 +186,8 @@ def format_run(run: Any, experiment: str, artifacts: list[str], recipe_text: str
         ("versions", versions or "-"),
         ("registered", tags.get("forge.registered_model", "") or "no"),
     ]
+    if ancestors:
+        rows.append(("continued from", format_lineage(ancestors)))
     if tags.get("mlflow.note.content"):
         rows.append(("description", tags["mlflow.note.content"]))
     width = max(len(k) for k, _ in rows)

@@ -102,7 +102,14 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         checkpointing_kwargs = plan.trainer.get("activation_checkpointing_kwargs",
                                                 plan.trainer.get("gradient_checkpointing_kwargs"))
 
-        # 2. Tokenizer (4-bit/8-bit without CUDA is refused here, before anything is read)
+        # 2. Tokenizer (4-bit/8-bit without CUDA is refused here, before anything is read); the adapter a
+        # continued run starts from (model.adapter), recorded as its parent
+        parent = _parent(plan)
+        if parent is not None:
+            summary["parent"] = parent.to_dict()
+            notes.append(f"continuing the adapter {parent.adapter}" + (
+                f" (run {parent.run_name}, validation loss {parent.eval_loss:.4f})"
+                if parent.run_name and parent.eval_loss is not None else ""))
         tokenizer = prepare_tokenizer(plan.model, plan.quantization)
 
         # 3. Data: the recipe's papers as train/validation examples
@@ -193,6 +200,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         # 6. Tracking: MLflow, or a pending file when MLflow is down (never stops training)
         tracker = _start_tracking(resolved, plan, run_dir, previous if checkpoint else None) if main else None
         summary["mlflow_run_id"] = tracker.run_id if tracker else None
+        if tracker and parent is not None:
+            tracker.set_tags(parent.tags())
         save_summary()
 
         # 7. Trainer: SFTTrainer with Forge's callbacks
@@ -235,7 +244,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
 
                     save_labels(adapter_path, plan_model["labels"])
             if tracker:
-                tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter)
+                tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter,
+                                    results=_validation_results(run_dir))
         if status == "failed":
             last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
             summary["error"] = (f"training stopped at step {guard.failed_step}: {guard.reason}; the last good "
@@ -299,6 +309,21 @@ def _full_disk_in_one_line(run_dir: Path) -> Iterator[None]:
             f"the disk filled up while training wrote to {run_dir} ({reason})",
             f"free some space in {run_dir.parent} and run again: Forge resumes from {last or 'the start'}",
             doc="disk-full") from e
+
+
+def _parent(plan: Plan) -> Any:
+    """The adapter a continued run starts from (forge.model.continued.Parent), or None."""
+    if not plan.model.get("adapter") or not plan.lora:
+        return None
+    from forge.model.continued import find_parent
+
+    return find_parent(plan.model["adapter"])
+
+
+def _validation_results(run_dir: Path) -> dict[str, float]:
+    """The last validation loss, for the model version registered at the end of training."""
+    evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "eval_loss" in r]
+    return {"validation_loss": float(evals[-1]["eval_loss"])} if evals else {}
 
 
 def process_rank() -> tuple[int, int]:
