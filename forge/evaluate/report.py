@@ -20,9 +20,11 @@ from forge.evaluate.tasks import TaskResult
 
 REPORT_VERSION = 1
 BENCHMARK_METRICS = ("latency_p50_s", "latency_p99_s", "tokens_per_second")
+NO_INTERVAL = "no interval (no per-example scores)"
 PLOT_TITLES = {"perplexity": ("Perplexity (lower is better)", "perplexity"),
                "gene_recognition": ("Gene-name recognition", ""), "summarization": ("Summarization (ROUGE F)", ""),
-               "question_answering": ("Question answering", "")}
+               "question_answering": ("Question answering", ""),
+               "general": ("General ability (lm-evaluation-harness)", "")}
 
 
 def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gates: Sequence[Any],
@@ -36,20 +38,15 @@ def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gate
         tuned, baseline = pair["tuned"], pair.get("baseline")
         assert tuned is not None
         tasks[task] = _task_entry(tuned, baseline)
-        if tuned.skipped or tuned.units is None:
+        if tuned.skipped:
             continue
-        for name, statistic in tuned.statistics.items():
-            entry: dict[str, Any] = {"task": task, "higher_is_better": METRICS[name].higher_is_better,
-                                     "tuned": _clean(tuned.metrics.get(name)),
-                                     "tuned_ci": _pair(interval(tuned.units, statistic, samples=samples, seed=seed))}
-            if baseline is not None and not baseline.skipped and baseline.units is not None:
-                entry["baseline"] = _clean(baseline.metrics.get(name))
-                entry["baseline_ci"] = _pair(interval(baseline.units, statistic, samples=samples, seed=seed))
-                comparison = paired_bootstrap(tuned.units, baseline.units, statistic, metric=name,
-                                              higher_is_better=METRICS[name].higher_is_better, samples=samples,
-                                              seed=seed)
-                comparisons[name] = {k: _clean(v) for k, v in comparison.to_dict().items()}
-            metrics[name] = entry
+        baseline = baseline if baseline is not None and not baseline.skipped else None
+        if tuned.parts:  # the general task: the metrics of each harness task, paired with the baseline's
+            for key, part in tuned.parts.items():
+                _add_metrics(task, part, baseline.parts.get(key) if baseline is not None else None, metrics,
+                             comparisons, samples, seed)
+        elif tuned.units is not None:
+            _add_metrics(task, tuned, baseline, metrics, comparisons, samples, seed)
     benchmark = _benchmark(results)
     for name in BENCHMARK_METRICS:
         if name in benchmark.get("tuned", {}):
@@ -72,6 +69,39 @@ def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gate
         "gates_passed": all_passed(outcomes),
         "notes": list(notes),
     }
+
+
+def _add_metrics(task: str, tuned: TaskResult, baseline: TaskResult | None, metrics: dict[str, Any],
+                 comparisons: dict[str, Any], samples: int, seed: int) -> None:
+    """The metrics of one result (a task, or one harness task of `general`): with bootstrap intervals and the
+    paired comparison where there are per-example units, the point values (and their difference) where not."""
+    for name in dict.fromkeys([*tuned.statistics, *tuned.metrics]):
+        higher = tuned.higher_is_better.get(name, METRICS[name].higher_is_better if name in METRICS else True)
+        statistic = tuned.statistics.get(name)
+        units = tuned.units if statistic is not None else None
+        entry: dict[str, Any] = {"task": task, "higher_is_better": higher, "tuned": _clean(tuned.metrics.get(name)),
+                                 "tuned_ci": _pair(interval(units, statistic, samples=samples, seed=seed))
+                                 if units is not None else None}
+        if baseline is not None and (name in baseline.metrics or baseline.units is not None):
+            entry["baseline"] = _clean(baseline.metrics.get(name))
+            paired = units is not None and name in baseline.statistics and baseline.units is not None and \
+                baseline.units.shape == units.shape
+            entry["baseline_ci"] = _pair(interval(baseline.units, statistic, samples=samples, seed=seed)) \
+                if paired else None
+            if paired:
+                comparison = paired_bootstrap(units, baseline.units, statistic, metric=name, higher_is_better=higher,
+                                              samples=samples, seed=seed)
+                comparisons[name] = {k: _clean(v) for k, v in comparison.to_dict().items()}
+            elif entry["tuned"] is not None and entry["baseline"] is not None:
+                comparisons[name] = _point_comparison(name, entry["tuned"], entry["baseline"], higher)
+        metrics[name] = entry
+
+
+def _point_comparison(name: str, tuned: float, baseline: float, higher: bool) -> dict[str, Any]:
+    """The difference of two point values without per-example scores to resample: no interval, no verdict."""
+    return {"metric": name, "tuned": tuned, "baseline": baseline, "difference": tuned - baseline,
+            "ci_low": None, "ci_high": None, "relative_change": (tuned - baseline) / baseline if baseline else None,
+            "higher_is_better": higher, "verdict": NO_INTERVAL, "examples": None, "samples": 0}
 
 
 def write_report(report: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -103,7 +133,10 @@ def draw_plots(report: Mapping[str, Any], folder: Path) -> list[str]:
             if len(series) > 1 and entry.get("baseline") is not None:
                 series[list(series)[1]][name] = _bar(entry.get("baseline"), entry.get("baseline_ci"))
         file = f"{task}.png"
-        bar_chart(folder / file, title, names, series, ylabel, unit_interval=task != "perplexity")
+        values = [v for name in names for v in (report["metrics"][name].get("tuned"),
+                                                 report["metrics"][name].get("baseline")) if v is not None]
+        bar_chart(folder / file, title, names, series, ylabel,
+                  unit_interval=task != "perplexity" and all(0.0 <= v <= 1.0 for v in values))
         written.append(file)
     return written
 
@@ -130,8 +163,11 @@ def _task_entry(tuned: TaskResult, baseline: TaskResult | None) -> dict[str, Any
 def _result(result: TaskResult) -> dict[str, Any]:
     if result.skipped:
         return {"model": result.model, "skipped": result.skipped}
-    return {"model": result.model, "metrics": {k: _clean(v) for k, v in result.metrics.items()},
-            "details": {k: _clean(v) for k, v in result.details.items()}, "samples": result.samples}
+    entry = {"model": result.model, "metrics": {k: _clean(v) for k, v in result.metrics.items()},
+             "details": {k: _clean(v) for k, v in result.details.items()}, "samples": result.samples}
+    if result.parts:
+        entry["parts"] = {name: _result(part) for name, part in result.parts.items()}
+    return entry
 
 
 def _benchmark(results: Mapping[str, Mapping[str, TaskResult | None]]) -> dict[str, Any]:
