@@ -31,14 +31,18 @@ class _TolerantLoader(yaml.SafeLoader):
 _TolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-def declared_name(path: str | Path) -> str | None:
-    """The `task` (or `group`) a local task YAML declares; None when the file cannot be read as one."""
+def read_task_file(path: str | Path) -> dict[str, Any]:
+    """The top-level keys of a local task YAML ({} when the file cannot be read as a mapping)."""
     try:
         config = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_TolerantLoader)  # noqa: S506 (safe)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if not isinstance(config, dict):
-        return None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def declared_name(path: str | Path) -> str | None:
+    """The `task` (or `group`) a local task YAML declares; None when the file cannot be read as one."""
+    config = read_task_file(path)
     name = config.get("task") or config.get("group")
     return name if isinstance(name, str) and name else None
 

@@ -28,7 +28,7 @@ import numpy as np
 from forge.evaluate.bootstrap import mean_of
 from forge.evaluate.errors import EvaluationError
 from forge.evaluate.examples import EvalData
-from forge.evaluate.general import NO_FILTER, is_task_file, metric_name
+from forge.evaluate.general import NO_FILTER, is_task_file, metric_name, read_task_file
 from forge.evaluate.models import EvalModel
 from forge.evaluate.tasks import OUTPUT_CHARS, TASKS, TaskResult, TaskSettings
 
@@ -68,10 +68,10 @@ def load_harness_tasks(general: Any) -> HarnessTasks:
             raise EvaluationError(f"evaluation.general.tasks: task file {file} does not exist",
                                   "give the path of a harness task YAML (relative to the recipe), or a task name")
     with _offline(general.offline), _quiet():
-        # the built-in index (thousands of YAMLs, seconds) only when a task is named; a YAML's folder is
-        # indexed so that its `include:`s and the tasks of a group YAML resolve
-        manager = TaskManager(include_path=sorted({str(f.resolve().parent) for f in files}) or None,
-                              include_defaults=len(files) < len(entries))
+        # the built-in index (thousands of YAMLs, seconds) only when a task is named; a group YAML's folder is
+        # indexed so that the tasks it names resolve
+        groups = {str(f.resolve().parent) for f in files if "task" not in read_task_file(f)}
+        manager = TaskManager(include_path=sorted(groups) or None, include_defaults=len(files) < len(entries))
         tasks = HarnessTasks(general, [], manager, version=getattr(lm_eval, "__version__", ""))
         for entry in entries:
             loaded = _load_one(manager, entry, general.offline)
