@@ -142,21 +142,24 @@ def _beside(files: Any, folder: Path) -> Any:
 
 
 def _not_cached(manager: Any, entry: str, error: BaseException, offline: bool) -> EvaluationError:
+    """One line: which dataset is missing and three ways to provide it."""
     config = getattr(manager.task_index.get(entry), "cfg", None) or {}
-    dataset = config.get("dataset_path")
-    if not dataset:
-        quoted = re.search(r"'([^']+)'", str(error))
-        dataset = quoted.group(1) if quoted else None
-    subset = config.get("dataset_name")
-    what = f"{dataset}{', ' + subset if subset else ''}" if dataset else "a Hub dataset"
+    dataset, subset = config.get("dataset_path"), config.get("dataset_name")
+    if dataset:  # one task, one dataset: datasets can fetch it alone
+        what = f"{dataset}, {subset}" if subset else dataset
+        fetch = f"datasets.load_dataset({dataset!r}{', ' + repr(subset) if subset else ''})"
+        fetch = f"run `python -c \"import datasets; {fetch}\"`"
+    else:  # a group or a tag: the harness knows its datasets and configurations
+        quoted = re.search(r"'([\w.\-]+/[\w.\-]+)'", str(error))  # "Couldn't reach 'cais/mmlu' on the Hub"
+        what = f"first missing: {quoted.group(1)}" if quoted else "its Hub datasets"
+        fetch = f"run `lm-eval run --model hf --model_args pretrained=MODEL --tasks {entry} --limit 1`"
     why = "evaluation.general.offline is true" if offline else "the Hugging Face Hub could not be reached"
-    fetch = (f"run `python -c \"import datasets; datasets.load_dataset({dataset!r}"
-             f"{', ' + repr(subset) if subset else ''})\"` where the Hub is reachable (same HF_HOME), "
-             if dataset else f"run `lm-eval run --tasks {entry} --limit 1` where the Hub is reachable (same HF_HOME), ")
     return EvaluationError(
         f"evaluation.general.tasks: the data of {entry} ({what}) is not in the Hugging Face cache and {why}",
-        fetch + ("or set evaluation.general.offline: false on a machine that reaches the Hub, " if offline else "")
-        + "or give a local task YAML (dataset_path: json, dataset_kwargs: {data_files: ...})", doc="harness-data-not-cached")
+        f"{fetch} where the Hub is reachable (same HF_HOME), "
+        + ("or set evaluation.general.offline: false on a machine that reaches the Hub, " if offline else "")
+        + "or give a local task YAML (dataset_path: json, dataset_kwargs: {data_files: ...})",
+        doc="harness-data-not-cached")
 
 
 def _top_level(loaded: Mapping[str, Any]) -> list[Any]:
@@ -266,8 +269,7 @@ def harness_parts(out: Mapping[str, Any], label: str, sources: Mapping[str, str]
         statistics = {}
         for i, (metric, filter_name) in enumerate(scores):
             column = columns[:, i] if columns is not None else None
-            if column is not None and not np.isnan(column).any() and \
-                    abs(float(column.mean()) - scores[(metric, filter_name)]) <= MEAN_TOLERANCE * max(1.0, abs(column.mean())):
+            if column is not None and _reproduces(column, scores[(metric, filter_name)]):
                 statistics[metric_name(task, metric, filter_name)] = mean_of(i)
         if statistics:
             part.units, part.statistics = columns, statistics
@@ -324,6 +326,14 @@ def _units(samples: list[tuple[str, dict[str, Any]]], columns: list[tuple[str, s
         return [], None
     keys = sorted(rows)
     return keys, np.array([rows[k] for k in keys], dtype=np.float64).reshape(len(keys), len(columns))
+
+
+def _reproduces(column: np.ndarray, score: float) -> bool:
+    """Whether the per-document values average to the harness's score (then resampling them is sound)."""
+    if np.isnan(column).any():
+        return False
+    mean = float(column.mean())
+    return abs(mean - score) <= MEAN_TOLERANCE * max(1.0, abs(mean))
 
 
 def _first_filter(scores: Mapping[tuple[str, str], float]) -> str:

@@ -269,6 +269,25 @@ def test_recipe_rules_for_general(tmp_path: Path) -> None:
                for p in empty)
 
 
+def test_the_missing_data_line_names_the_dataset_and_how_to_fetch_it() -> None:
+    from types import SimpleNamespace
+
+    from forge.evaluate.harness import _not_cached
+
+    task = SimpleNamespace(cfg={"dataset_path": "allenai/ai2_arc", "dataset_name": "ARC-Easy"})
+    manager = SimpleNamespace(task_index={"arc_easy": task, "mmlu": SimpleNamespace(cfg={"group": "mmlu"})})
+    one = _not_cached(manager, "arc_easy", ConnectionError("Couldn't reach 'allenai/ai2_arc' on the Hub"), True)
+    assert one.message.endswith("the data of arc_easy (allenai/ai2_arc, ARC-Easy) is not in the Hugging Face cache "
+                                "and evaluation.general.offline is true")
+    assert one.hint.startswith("run `python -c \"import datasets; datasets.load_dataset('allenai/ai2_arc', "
+                               "'ARC-Easy')\"` where the Hub is reachable")
+    # a group's datasets are the harness's business: its command fetches them all
+    group = _not_cached(manager, "mmlu", ConnectionError("Couldn't reach 'cais/mmlu' on the Hub"), False)
+    assert "the data of mmlu (first missing: cais/mmlu)" in group.message
+    assert group.message.endswith("the Hugging Face Hub could not be reached")
+    assert "--tasks mmlu --limit 1" in group.hint and "offline: false" not in group.hint
+
+
 def test_offline_switch_is_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
