@@ -41,9 +41,9 @@ class GateOutcome:
 
 
 def gate_label(gate: Mapping[str, Any]) -> str:
-    """`metric must value`, and `± tolerance` when the gate has one: how reports and messages name a gate."""
+    """`metric must value`, and `, tolerance t` when the gate has one: how reports and messages name a gate."""
     label = f"{gate['metric']} {gate['must']} {gate['value']:g}"
-    return label + (f" ± {gate['tolerance']:g}" if gate.get("tolerance") else "")
+    return label + (f", tolerance {gate['tolerance']:g}" if gate.get("tolerance") else "")
 
 
 def check_gate(gate: Any, metrics: Mapping[str, Mapping[str, float | None]]) -> GateOutcome:

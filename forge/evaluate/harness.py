@@ -47,6 +47,7 @@ class HarnessTasks:
     objects: list[Any]  # the harness's Task and Group objects, top level
     manager: Any  # its TaskManager
     sources: dict[str, str] = field(default_factory=dict)  # task or group name -> "harness" or the YAML path
+    listed: list[str] = field(default_factory=list)  # the names of the top-level tasks and groups
     version: str = ""
 
 
@@ -75,7 +76,9 @@ def load_harness_tasks(general: Any) -> HarnessTasks:
         tasks = HarnessTasks(general, [], manager, version=getattr(lm_eval, "__version__", ""))
         for entry in entries:
             loaded = _load_one(manager, entry, general.offline)
-            tasks.objects += _top_level(loaded)
+            top = _top_level(loaded)
+            tasks.objects += top
+            tasks.listed += [getattr(o, "task_name", None) or getattr(o, "name", "") for o in top]
             for name in [*loaded.get("groups", {}), *loaded["tasks"]]:
                 tasks.sources[name] = entry if is_task_file(entry) else "harness"
     return tasks
@@ -243,7 +246,7 @@ def general_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> Ta
     out = run_harness(tasks, model, settings.progress)
     result.parts = harness_parts(out, model.label, tasks.sources, settings.samples)
     result.details = {"harness": f"lm-evaluation-harness {tasks.version}".strip(),
-                      "tasks": len(result.parts), "limit": tasks.settings.limit,
+                      "listed": tasks.listed, "scored": len(result.parts), "limit": tasks.settings.limit,
                       "num_fewshot": tasks.settings.num_fewshot if tasks.settings.num_fewshot is not None
                       else "task default", "offline": tasks.settings.offline}
     return result

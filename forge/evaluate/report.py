@@ -122,23 +122,37 @@ def draw_plots(report: Mapping[str, Any], folder: Path) -> list[str]:
     written = []
     for task, (title, ylabel) in PLOT_TITLES.items():
         names = [m for m, e in report["metrics"].items() if e["task"] == task and e.get("tuned") is not None]
+        names = _plotted_general(report, names) if task == "general" else names
         if not names:
             continue
+        # a general metric's label: its task over its metric (general/arc_easy/acc -> arc_easy / acc)
+        labels = {n: n.removeprefix("general/").replace("/", "\n", 1) if task == "general" else n for n in names}
         series: dict[str, dict[str, tuple[float, float, float]]] = {"fine-tuned": {}}
         if report.get("has_baseline"):
             series[report.get("baseline_label") or "baseline"] = {}
         for name in names:
             entry = report["metrics"][name]
-            series["fine-tuned"][name] = _bar(entry.get("tuned"), entry.get("tuned_ci"))
+            series["fine-tuned"][labels[name]] = _bar(entry.get("tuned"), entry.get("tuned_ci"))
             if len(series) > 1 and entry.get("baseline") is not None:
-                series[list(series)[1]][name] = _bar(entry.get("baseline"), entry.get("baseline_ci"))
+                series[list(series)[1]][labels[name]] = _bar(entry.get("baseline"), entry.get("baseline_ci"))
         file = f"{task}.png"
         values = [v for name in names for v in (report["metrics"][name].get("tuned"),
                                                  report["metrics"][name].get("baseline")) if v is not None]
-        bar_chart(folder / file, title, names, series, ylabel,
+        bar_chart(folder / file, title, [labels[n] for n in names], series, ylabel,
                   unit_interval=task != "perplexity" and all(0.0 <= v <= 1.0 for v in values))
         written.append(file)
     return written
+
+
+def _plotted_general(report: Mapping[str, Any], names: list[str]) -> list[str]:
+    """The general metrics of the tasks the recipe lists (a group's, not each of its tasks': mmlu has 57)."""
+    from forge.evaluate.general import safe_name, split_metric
+
+    listed = ((report.get("tasks", {}).get("general", {}).get("tuned") or {}).get("details") or {}).get("listed")
+    if not listed:
+        return names
+    keep = {safe_name(t) for t in listed}
+    return [n for n in names if (split_metric(n) or ("", ""))[0] in keep]
 
 
 def write_text(path: Path, text: str) -> None:

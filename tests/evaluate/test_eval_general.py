@@ -77,7 +77,7 @@ def test_markdown_and_plot(report: dict, general_run: Path) -> None:
     text = (folder / "report.md").read_text()
     assert "## General ability (lm-evaluation-harness)" in text
     assert "| general/forge_complete/exact_match (higher is better) |" in text and "significantly better" in text
-    assert "`general/forge_complete/exact_match not_decrease 0 ± 0.02` | pass" in text
+    assert "`general/forge_complete/exact_match not_decrease 0, tolerance 0.02` | pass" in text
     assert "- `forge_endings`: documents 36" in text and "Sample outputs of `forge_complete` (base):" in text
     assert report["plots"] == ["general.png"]
     assert (folder / "general.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -97,8 +97,8 @@ def test_a_failing_gate_exits_1(general_run: Path, tmp_path: Path, tiny_llama_di
     gate = "evaluation.gates=[{metric: general/forge_complete/exact_match, must: not_decrease, tolerance: 0.05}]"
     assert main(["eval", str(worse), *GENERAL, gate, "--compare", str(general_run)]) == 1
     captured = capsys.readouterr()
-    assert "FAIL general/forge_complete/exact_match not_decrease 0 ± 0.05" in captured.out
-    assert "forge: quality gate failed: general/forge_complete/exact_match not_decrease 0 ± 0.05: " in captured.err
+    assert "FAIL general/forge_complete/exact_match not_decrease 0, tolerance 0.05" in captured.out
+    assert "forge: quality gate failed: general/forge_complete/exact_match not_decrease 0, tolerance 0.05: " in captured.err
     assert "Traceback" not in captured.err
     saved = json.loads((worse / "eval" / "report.json").read_text())
     outcome = saved["gates"][0]
