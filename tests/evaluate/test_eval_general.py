@@ -288,6 +288,20 @@ def test_the_missing_data_line_names_the_dataset_and_how_to_fetch_it() -> None:
     assert "--tasks mmlu --limit 1" in group.hint and "offline: false" not in group.hint
 
 
+def test_without_the_harness_installed_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    from types import SimpleNamespace
+
+    from forge.evaluate.errors import EvaluationError
+    from forge.evaluate.harness import load_harness_tasks
+
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # import lm_eval raises ImportError
+    with pytest.raises(EvaluationError) as error:
+        load_harness_tasks(SimpleNamespace(tasks=["arc_easy"], offline=True))
+    assert "lm-evaluation-harness, and it is not installed" in error.value.message
+    assert "pip install 'forge-finetune[harness]'" in error.value.hint
+
+
 def test_offline_switch_is_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
