@@ -159,8 +159,7 @@ def preprocess_steps_exist(recipe: Recipe) -> Iterator[Issue]:
 @rule
 def gates_are_measured(recipe: Recipe) -> Iterator[Issue]:
     """A gate must name a metric that the evaluation's tasks report, and a relative gate needs a baseline."""
-    from forge.evaluate.catalog import METRICS, metric_names  # a leaf module: no heavy imports
-
+    from forge.evaluate.catalog import METRICS, metric_names  # leaf modules: no heavy imports
     from forge.evaluate.general import is_general_metric
 
     ev = recipe.evaluation
@@ -168,7 +167,7 @@ def gates_are_measured(recipe: Recipe) -> Iterator[Issue]:
     for i, gate in enumerate(ev.gates):
         where = ("evaluation", "gates", i)
         if is_general_metric(gate.metric):
-            yield from _general_gate(recipe, where)
+            yield from _general_gate(recipe, gate.metric, where)
         elif gate.metric not in METRICS:
             yield (where + ("metric",), f"unknown metric {gate.metric!r}",
                    did_you_mean(gate.metric, list(METRICS)) or f"one of {', '.join(METRICS)}")
@@ -185,12 +184,11 @@ def gates_are_measured(recipe: Recipe) -> Iterator[Issue]:
                    "remove tolerance, or use must: not_decrease")
 
 
-def _general_gate(recipe: Recipe, where: tuple[Any, ...]) -> Iterator[Issue]:
+def _general_gate(recipe: Recipe, name: str, where: tuple[Any, ...]) -> Iterator[Issue]:
     """A gate on general/<task>/<metric>: the general task runs, and <task> is one it lists."""
     from forge.evaluate.general import listed_names, safe_name, split_metric
 
     ev = recipe.evaluation
-    name = ev.gates[where[-1]].metric
     parts = split_metric(name)
     if parts is None:
         yield (where + ("metric",), f"{name!r} is not a general metric name",
