@@ -71,7 +71,7 @@ def load_harness_tasks(general: Any) -> HarnessTasks:
     with _offline(general.offline), _quiet():
         # the built-in index (thousands of YAMLs, seconds) only when a task is named; a group YAML's folder is
         # indexed so that the tasks it names resolve
-        groups = {str(f.resolve().parent) for f in files if "task" not in read_task_file(f)}
+        groups = {str(f.resolve().parent) for f in files if "group" in read_task_file(f)}
         manager = _task_manager(tuple(sorted(groups)), len(files) < len(entries))
         tasks = HarnessTasks(general, [], manager, version=getattr(lm_eval, "__version__", ""))
         for entry in entries:
@@ -118,7 +118,7 @@ def _load_one(manager: Any, entry: str, offline: bool) -> dict[str, Any]:
 
 def _task_config(path: Path) -> dict[str, Any] | str:
     """A task YAML as the harness reads it, its relative data files made relative to the YAML (the harness
-    would read them relative to the working directory); a group YAML goes by its path."""
+    would read them relative to the working directory); a group YAML by its name."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
     try:
@@ -126,6 +126,8 @@ def _task_config(path: Path) -> dict[str, Any] | str:
     except Exception as e:  # YAML syntax, a missing include or !function module
         raise EvaluationError(f"evaluation.general.tasks: task file {path} cannot be read: {type(e).__name__}: "
                               f"{_first_line(e)}", "fix the YAML (see lm-evaluation-harness's task guide)") from None
+    if isinstance(config.get("group"), str):  # a group goes by its name (its folder is indexed, so are its tasks)
+        return config["group"]
     if "task" not in config:
         return str(path)
     kwargs = config.get("dataset_kwargs")
@@ -337,6 +339,10 @@ def _reproduces(column: np.ndarray, score: float) -> bool:
         return False
     mean = float(column.mean())
     return abs(mean - score) <= MEAN_TOLERANCE * max(1.0, abs(mean))
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
 
 
 def _first_filter(scores: Mapping[tuple[str, str], float]) -> str:

@@ -288,6 +288,39 @@ def test_the_missing_data_line_names_the_dataset_and_how_to_fetch_it() -> None:
     assert "--tasks mmlu --limit 1" in group.hint and "offline: false" not in group.hint
 
 
+def test_local_task_files_a_group_and_a_broken_one(tmp_path: Path) -> None:
+    """Task YAMLs load without the built-in index; their data files are read beside them, wherever the process
+    runs; a group YAML brings the tasks of its folder (whose data files the harness reads as they are written:
+    absolute here); a broken YAML is one line that names it."""
+    from types import SimpleNamespace
+
+    from forge.evaluate.errors import EvaluationError
+    from forge.evaluate.harness import load_harness_tasks
+
+    def settings(*tasks: Path) -> SimpleNamespace:
+        return SimpleNamespace(tasks=[str(t) for t in tasks], offline=True)
+
+    loaded = load_harness_tasks(settings(ENDINGS, COMPLETE))
+    assert loaded.listed == ["forge_endings", "forge_complete"]
+    assert [len(t.eval_docs) for t in loaded.objects] == [36, 36]
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    for name in ("endings", "complete"):
+        text = (TASKS_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+        (folder / f"{name}.yaml").write_text(text.replace(f"test: {name}.jsonl", f"test: {TASKS_DIR / name}.jsonl"),
+                                             encoding="utf-8")
+    group = folder / "both.yaml"
+    group.write_text("group: forge_both\ntask: [forge_endings, forge_complete]\n", encoding="utf-8")
+    loaded = load_harness_tasks(settings(group))
+    assert loaded.listed == ["forge_both"] and loaded.sources["forge_endings"] == str(group)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task: forge_broken\ndataset_path: json\noutput_type: no_such_type\n", encoding="utf-8")
+    with pytest.raises(EvaluationError) as error:
+        load_harness_tasks(settings(broken))
+    assert error.value.message.startswith(f"evaluation.general.tasks: lm-evaluation-harness cannot load task file "
+                                          f"{broken}: ") and "\n" not in str(error.value)
+
+
 def test_without_the_harness_installed_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     from types import SimpleNamespace
