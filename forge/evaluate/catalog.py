@@ -45,12 +45,13 @@ _METRICS = (
     MetricInfo("tokens_per_second", "benchmark", True, "generated tokens per second of generation time"),
 )
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _METRICS}
-TASK_NAMES = ("perplexity", "gene_recognition", "summarization", "question_answering")
+TASK_NAMES = ("perplexity", "gene_recognition", "summarization", "question_answering", "general")
 
 
 def metric_names(tasks: tuple[str, ...] | list[str] | None = None) -> list[str]:
-    """Metric names that the given tasks produce (all when None); benchmark metrics need a generation task."""
+    """Metric names that the given tasks produce (all when None); benchmark metrics need a generation task.
+    The general task's names (general/<task>/<metric>) depend on its harness tasks: see forge.evaluate.general."""
     if tasks is None:
         return list(METRICS)
-    generates = any(t != "perplexity" for t in tasks)
+    generates = any(t not in ("perplexity", "general") for t in tasks)  # general times nothing
     return [m.name for m in _METRICS if m.task in tasks or (m.task == "benchmark" and generates)]

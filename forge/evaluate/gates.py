@@ -2,11 +2,12 @@
 
 `decrease_by`/`increase_by` compare the fine-tuned model with the baseline as a fraction (decrease_by 0.10:
 at least 10 % lower); `not_decrease`/`not_increase` allow a change of at most `value` (a fraction, 0 by
-default) the wrong way; `at_most`/`at_least` compare with a fixed bound. A value equal to the threshold
-passes (up to a relative 1e-9, so that 6.3 passes `decrease_by 0.1` against 7.0 whatever the float rounding of
-7.0 x 0.9). Gates read point estimates, so a gate's outcome is the same on every run of the same numbers; the
-A/B verdict is shown beside it. A relative gate on a metric the two models cannot be compared by (perplexity
-across tokenizers) fails with the reason.
+default) the wrong way, plus `tolerance` in the metric's own units (not_decrease with tolerance 0.02: an
+accuracy may fall at most 2 points); `at_most`/`at_least` compare with a fixed bound. A value equal to the
+threshold passes (up to a relative 1e-9, so that 6.3 passes `decrease_by 0.1` against 7.0 whatever the float
+rounding of 7.0 x 0.9). Gates read point estimates, so a gate's outcome is the same on every run of the same
+numbers; the A/B verdict is shown beside it. A relative gate on a metric the two models cannot be compared by
+(perplexity across tokenizers) fails with the reason.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from forge.evaluate.catalog import METRICS
+from forge.evaluate.general import is_general_metric
 
 RELATIVE = ("decrease_by", "increase_by", "not_decrease", "not_increase")
 EQUAL_TOLERANCE = 1e-9  # relative: a value equal to its threshold up to float rounding passes
@@ -33,25 +35,33 @@ class GateOutcome:
     baseline: float | None
     threshold: float | None
     reason: str
+    tolerance: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'} {self.metric} {self.must} {self.value:g}: {self.reason}"
+        return f"{'PASS' if self.passed else 'FAIL'} {gate_label(self.to_dict())}: {self.reason}"
+
+
+def gate_label(gate: Mapping[str, Any]) -> str:
+    """`metric must value`, and `, tolerance t` when the gate has one: how reports and messages name a gate."""
+    label = f"{gate['metric']} {gate['must']} {gate['value']:g}"
+    return label + (f", tolerance {gate['tolerance']:g}" if gate.get("tolerance") else "")
 
 
 def check_gate(gate: Any, metrics: Mapping[str, Mapping[str, Any]]) -> GateOutcome:
     """One gate (anything with metric, must, value) against {metric: {"tuned": x, "baseline": y}}."""
     metric, must, value = str(_get(gate, "metric")), str(_get(gate, "must")), float(_get(gate, "value", 0.0))
+    tolerance = float(_get(gate, "tolerance", 0.0) or 0.0)
 
     def outcome(passed: bool, reason: str, tuned: float | None = None, baseline: float | None = None,
                 threshold: float | None = None) -> GateOutcome:
-        return GateOutcome(metric, must, value, passed, tuned, baseline, threshold, reason)
+        return GateOutcome(metric, must, value, passed, tuned, baseline, threshold, reason, tolerance)
 
     if metric not in metrics:
         known = ", ".join(sorted(metrics)) or "none"
-        hint = "" if metric in METRICS else " (not a Forge metric)"
+        hint = "" if metric in METRICS or is_general_metric(metric) else " (not a Forge metric)"
         return outcome(False, f"metric {metric!r} is not in the report{hint}; reported: {known}")
     tuned = _number(metrics[metric].get("tuned"))
     baseline = _number(metrics[metric].get("baseline"))
@@ -74,6 +84,8 @@ def check_gate(gate: Any, metrics: Mapping[str, Mapping[str, Any]]) -> GateOutco
     factor = {"decrease_by": 1 - value, "increase_by": 1 + value,
               "not_decrease": 1 - value, "not_increase": 1 + value}[must]
     threshold = baseline * factor
+    if must in ("not_decrease", "not_increase"):
+        threshold += tolerance if lower else -tolerance
     passed = _at_most(tuned, threshold) if lower else _at_most(threshold, tuned)
     change = f"{(tuned - baseline) / baseline:+.1%}" if baseline else f"{tuned - baseline:+.6g}"
     sign = ("<=" if passed else ">") if lower else (">=" if passed else "<")

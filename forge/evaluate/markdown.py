@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from forge.evaluate.bootstrap import CONFIDENCE, confidence_label
+from forge.evaluate.gates import gate_label
 
 TASK_TITLES = {"perplexity": "Perplexity", "gene_recognition": "Gene-name recognition",
-               "summarization": "Summarization", "question_answering": "Question answering"}
+               "summarization": "Summarization", "question_answering": "Question answering",
+               "general": "General ability (lm-evaluation-harness)"}
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -45,7 +47,7 @@ def _gates(report: Mapping[str, Any]) -> list[str]:
     verdict = "all passed" if report.get("gates_passed") else "FAILED"
     lines = [f"## Gates: {verdict}", "", "| gate | result | detail |", "| --- | --- | --- |"]
     for g in gates:
-        lines.append(f"| `{g['metric']} {g['must']} {g['value']:g}` | {'pass' if g['passed'] else '**FAIL**'} | "
+        lines.append(f"| `{gate_label(g)}` | {'pass' if g['passed'] else '**FAIL**'} | "
                      f"{_escape(g['reason'])} |")
     return lines + [""]
 
@@ -84,6 +86,8 @@ def _task_section(task: str, entry: Mapping[str, Any], report: Mapping[str, Any]
     details = tuned.get("details", {})
     if details:
         lines += ["Details (fine-tuned): " + ", ".join(f"{k} {_num(v)}" for k, v in details.items()), ""]
+    if tuned.get("parts"):
+        return lines + _parts(entry)
     for side in ("tuned", "baseline"):
         samples = entry.get(side, {}).get("samples") or []
         if samples:
@@ -91,6 +95,23 @@ def _task_section(task: str, entry: Mapping[str, Any], report: Mapping[str, Any]
             lines += [f"- `{s.get('id')}`: " + "; ".join(f"{k}: {_short(v)}" for k, v in s.items() if k != "id")
                       for s in samples]
             lines.append("")
+    return lines
+
+
+def _parts(entry: Mapping[str, Any]) -> list[str]:
+    """The general task's harness tasks: one line each (documents, shots, version, source), then its samples."""
+    lines = []
+    for name, part in entry["tuned"]["parts"].items():
+        lines.append(f"- `{name}`: " + ", ".join(f"{k} {_num(v)}" for k, v in part.get("details", {}).items()
+                                                  if v is not None))
+    lines.append("")
+    for side in ("tuned", "baseline"):
+        for name, part in (entry.get(side) or {}).get("parts", {}).items():
+            if part.get("samples"):
+                lines += [f"Sample outputs of `{name}` ({part['model']}):", ""]
+                lines += [f"- `{s.get('id')}`: " + "; ".join(f"{k}: {_short(v)}" for k, v in s.items() if k != "id")
+                          for s in part["samples"]]
+                lines.append("")
     return lines
 
 

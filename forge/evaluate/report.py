@@ -21,9 +21,11 @@ from forge.evaluate.tasks import TaskResult
 
 REPORT_VERSION = 1
 BENCHMARK_METRICS = ("latency_p50_s", "latency_p99_s", "tokens_per_second")
+NO_INTERVAL = "no interval (no per-example scores)"
 PLOT_TITLES = {"perplexity": ("Perplexity (lower is better)", "perplexity"),
                "gene_recognition": ("Gene-name recognition", ""), "summarization": ("Summarization (ROUGE F)", ""),
-               "question_answering": ("Question answering", "")}
+               "question_answering": ("Question answering", ""),
+               "general": ("General ability (lm-evaluation-harness)", "")}
 
 
 def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gates: Sequence[Any],
@@ -42,32 +44,23 @@ def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gate
         tuned, baseline = pair["tuned"], pair.get("baseline")
         assert tuned is not None
         tasks[task] = _task_entry(tuned, baseline)
-        if tuned.skipped or tuned.units is None:
+        if tuned.skipped:
             continue
-        n_units = cluster(tuned.units, tuned.groups).shape[0]
-        tasks[task]["units"] = n_units
-        if 2 <= n_units < MIN_UNITS:
-            notes.append(f"{task}: a small sample ({n_units} {unit}s, fewer than {MIN_UNITS}): its intervals are "
-                         "rough and no comparison is called significant")
-        for name, statistic in tuned.statistics.items():
-            entry: dict[str, Any] = {"task": task, "higher_is_better": METRICS[name].higher_is_better,
-                                     "tuned": _clean(tuned.metrics.get(name)), "units": n_units,
-                                     "tuned_ci": _pair(interval(tuned.units, statistic, samples=samples, seed=seed,
-                                                                groups=tuned.groups))}
-            if baseline is not None and not baseline.skipped and baseline.units is not None \
-                    and name in baseline.statistics:
-                entry["baseline"] = _clean(baseline.metrics.get(name))
-                entry["baseline_ci"] = _pair(interval(baseline.units, statistic, samples=samples, seed=seed,
-                                                      groups=baseline.groups))
-                if name in refused:
-                    entry["not_comparable"] = refused[name]
-                    comparisons[name] = {"metric": name, "verdict": NOT_COMPARABLE, "reason": refused[name]}
-                else:
-                    comparison = paired_bootstrap(tuned.units, baseline.units, statistic, metric=name,
-                                                  higher_is_better=METRICS[name].higher_is_better, samples=samples,
-                                                  seed=seed, groups=tuned.groups)
-                    comparisons[name] = {k: _clean(v) for k, v in comparison.to_dict().items()}
-            metrics[name] = entry
+        baseline = baseline if baseline is not None and not baseline.skipped else None
+        # the general task: each harness task on its own, paired with the baseline's same task
+        parts = list(tuned.parts.items()) if tuned.parts else [(task, tuned)]
+        for key, part in parts:
+            other = (baseline.parts.get(key) if tuned.parts else baseline) if baseline is not None else None
+            if part.units is not None:
+                n_units = cluster(part.units, part.groups).shape[0]
+                tasks[task]["units"] = n_units
+                if 2 <= n_units < MIN_UNITS:
+                    kind = unit if part is tuned else "document"
+                    notes.append(f"{key}: a small sample ({n_units} {kind}s, fewer than {MIN_UNITS}): its intervals "
+                                 "are rough and no comparison is called significant")
+            elif not tuned.parts:
+                continue  # a task without units has nothing to report
+            _add_metrics(task, part, other, metrics, comparisons, samples, seed, refused)
     benchmark = _benchmark(results)
     for name in BENCHMARK_METRICS:
         if name in benchmark.get("tuned", {}):
@@ -93,6 +86,45 @@ def build_report(*, results: Mapping[str, Mapping[str, TaskResult | None]], gate
     }
 
 
+def _add_metrics(task: str, tuned: TaskResult, baseline: TaskResult | None, metrics: dict[str, Any],
+                 comparisons: dict[str, Any], samples: int, seed: int, refused: Mapping[str, str]) -> None:
+    """The metrics of one result (a task, or one harness task of `general`): with bootstrap intervals (resampling
+    the result's units: papers, or documents) and the paired comparison where there are per-example units, the
+    point values (and their difference) where not; a metric in `refused` gets no comparison, with the reason."""
+    for name in dict.fromkeys([*tuned.statistics, *tuned.metrics]):
+        higher = tuned.higher_is_better.get(name, METRICS[name].higher_is_better if name in METRICS else True)
+        statistic = tuned.statistics.get(name)
+        units = tuned.units if statistic is not None else None
+        entry: dict[str, Any] = {"task": task, "higher_is_better": higher, "tuned": _clean(tuned.metrics.get(name)),
+                                 "tuned_ci": _pair(interval(units, statistic, samples=samples, seed=seed,
+                                                            groups=tuned.groups)) if units is not None else None}
+        if units is not None:
+            entry["units"] = cluster(units, tuned.groups).shape[0]
+        if baseline is not None and (name in baseline.metrics or baseline.units is not None):
+            entry["baseline"] = _clean(baseline.metrics.get(name))
+            paired = units is not None and name in baseline.statistics and baseline.units is not None and \
+                baseline.units.shape == units.shape
+            entry["baseline_ci"] = _pair(interval(baseline.units, statistic, samples=samples, seed=seed,
+                                                  groups=baseline.groups)) if paired else None
+            if name in refused:
+                entry["not_comparable"] = refused[name]
+                comparisons[name] = {"metric": name, "verdict": NOT_COMPARABLE, "reason": refused[name]}
+            elif paired:
+                comparison = paired_bootstrap(units, baseline.units, statistic, metric=name, higher_is_better=higher,
+                                              samples=samples, seed=seed, groups=tuned.groups)
+                comparisons[name] = {k: _clean(v) for k, v in comparison.to_dict().items()}
+            elif entry["tuned"] is not None and entry["baseline"] is not None:
+                comparisons[name] = _point_comparison(name, entry["tuned"], entry["baseline"], higher)
+        metrics[name] = entry
+
+
+def _point_comparison(name: str, tuned: float, baseline: float, higher: bool) -> dict[str, Any]:
+    """The difference of two point values without per-example scores to resample: no interval, no verdict."""
+    return {"metric": name, "tuned": tuned, "baseline": baseline, "difference": tuned - baseline,
+            "ci_low": None, "ci_high": None, "relative_change": (tuned - baseline) / baseline if baseline else None,
+            "higher_is_better": higher, "verdict": NO_INTERVAL, "examples": None, "samples": 0}
+
+
 def write_report(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Draw the plots, then write report.json and report.md into folder; returns the report with plot paths."""
     from forge.evaluate.markdown import render_markdown
@@ -114,20 +146,37 @@ def draw_plots(report: Mapping[str, Any], folder: Path) -> list[str]:
         if task == "perplexity":  # one scale per chart: bits per byte only when perplexities cannot be compared
             refused = report["metrics"].get("perplexity", {}).get("not_comparable")
             names = [m for m in names if m == ("bits_per_byte" if refused else "perplexity")]
+        names = _plotted_general(report, names) if task == "general" else names
         if not names:
             continue
+        # a general metric's label: its task over its metric (general/arc_easy/acc -> arc_easy / acc)
+        labels = {n: n.removeprefix("general/").replace("/", "\n", 1) if task == "general" else n for n in names}
         series: dict[str, dict[str, tuple[float, float, float]]] = {"fine-tuned": {}}
         if report.get("has_baseline"):
             series[report.get("baseline_label") or "baseline"] = {}
         for name in names:
             entry = report["metrics"][name]
-            series["fine-tuned"][name] = _bar(entry.get("tuned"), entry.get("tuned_ci"))
+            series["fine-tuned"][labels[name]] = _bar(entry.get("tuned"), entry.get("tuned_ci"))
             if len(series) > 1 and entry.get("baseline") is not None:
-                series[list(series)[1]][name] = _bar(entry.get("baseline"), entry.get("baseline_ci"))
+                series[list(series)[1]][labels[name]] = _bar(entry.get("baseline"), entry.get("baseline_ci"))
         file = f"{task}.png"
-        bar_chart(folder / file, title, names, series, ylabel, unit_interval=task != "perplexity")
+        values = [v for name in names for v in (report["metrics"][name].get("tuned"),
+                                                 report["metrics"][name].get("baseline")) if v is not None]
+        bar_chart(folder / file, title, [labels[n] for n in names], series, ylabel,
+                  unit_interval=task != "perplexity" and all(0.0 <= v <= 1.0 for v in values))
         written.append(file)
     return written
+
+
+def _plotted_general(report: Mapping[str, Any], names: list[str]) -> list[str]:
+    """The general metrics of the tasks the recipe lists (a group's, not each of its tasks': mmlu has 57)."""
+    from forge.evaluate.general import safe_name, split_metric
+
+    listed = ((report.get("tasks", {}).get("general", {}).get("tuned") or {}).get("details") or {}).get("listed")
+    if not listed:
+        return names
+    keep = {safe_name(t) for t in listed}
+    return [n for n in names if (split_metric(n) or ("", ""))[0] in keep]
 
 
 def write_text(path: Path, text: str) -> None:
@@ -153,8 +202,11 @@ def _task_entry(tuned: TaskResult, baseline: TaskResult | None) -> dict[str, Any
 def _result(result: TaskResult) -> dict[str, Any]:
     if result.skipped:
         return {"model": result.model, "skipped": result.skipped}
-    return {"model": result.model, "metrics": {k: _clean(v) for k, v in result.metrics.items()},
-            "details": {k: _clean(v) for k, v in result.details.items()}, "samples": result.samples}
+    entry = {"model": result.model, "metrics": {k: _clean(v) for k, v in result.metrics.items()},
+             "details": {k: _clean(v) for k, v in result.details.items()}, "samples": result.samples}
+    if result.parts:
+        entry["parts"] = {name: _result(part) for name, part in result.parts.items()}
+    return entry
 
 
 def _benchmark(results: Mapping[str, Mapping[str, TaskResult | None]]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.evaluate.errors import EvaluationError
+from forge.evaluate.gates import gate_label
 from forge.run_target import resolve_run_target
 
 EXIT_OK, EXIT_GATE_FAILED = 0, 1
@@ -55,10 +56,17 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     from forge.plan import compile_plan
 
     plan = compile_plan(recipe)
+    general = None
+    if "general" in ev.tasks:  # the harness's tasks and data first: a missing dataset stops before any model loads
+        from forge.evaluate.harness import load_harness_tasks
+
+        if progress:
+            print(f"forge eval {run_dir}: loading lm-evaluation-harness tasks", file=sys.stderr, flush=True)
+        general = load_harness_tasks(ev.general)
     import torch
     from transformers import set_seed
 
-    from forge.evaluate.examples import fit_gene_examples, gene_gold_note, load_eval_data
+    from forge.evaluate.examples import EvalData, fit_gene_examples, gene_gold_note, load_eval_data
     from forge.evaluate.models import load_models
     from forge.evaluate.report import build_report, write_report
     from forge.evaluate.tasks import TaskSettings, run_task
@@ -67,15 +75,17 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     if progress:  # progress goes to stderr: stdout holds the results (or the --json report)
         print(f"forge eval {run_dir}: loading models", file=sys.stderr, flush=True)
     pair = load_models(recipe, plan, run_dir, baseline)
-    data = load_eval_data(recipe, pair.tuned.tokenizer, progress=progress)
-    if data.documents == 0:
+    domain = [task for task in ev.tasks if task != "general"]  # the tasks on held-out papers
+    data = load_eval_data(recipe, pair.tuned.tokenizer, progress=progress) if domain else \
+        EvalData(source="lm-evaluation-harness tasks", documents=0)
+    if domain and data.documents == 0:
         raise EvaluationError(f"there is nothing to evaluate on: {data.source} holds no papers",
                               f"set data.split.{ev.split} above 0, or evaluation.data to held-out papers")
     chat = uses_chat_template(recipe.data.format, pair.tuned.tokenizer)
     settings = TaskSettings(window=_window(ev.window or recipe.training.max_seq_length, pair.tuned.model),
                             stride=ev.stride, max_new_tokens=ev.generation.max_new_tokens,
                             temperature=ev.generation.temperature, top_p=ev.generation.top_p,
-                            chat=chat, progress=progress)
+                            chat=chat, progress=progress, general=general)
     fit_notes: list[str] = []
     if "gene_recognition" in ev.tasks and pair.tuned.kind == "causal_lm" and data.gene_recognition:
         # one passage per example, cut with the fine-tuned model's tokenizer, and its gold read from that cut:
@@ -99,7 +109,7 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
                                         "different tokens; compare bits_per_byte")
     results: dict[str, dict[str, Any]] = {}
     with _cpu_threads(pair.tuned.model) as threads:
-        if any(task != "perplexity" for task in ev.tasks):  # the first generation allocates; keep it untimed
+        if any(task not in ("perplexity", "general") for task in ev.tasks):  # the first generation allocates; untimed
             for model in (pair.tuned, pair.baseline):
                 if model is not None and model.kind == "causal_lm":
                     with model.use():
@@ -114,6 +124,9 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
         notes.append("gene_recognition: the model was not trained on the list_genes instruction (data.format "
                      f"{recipe.data.format}), so its gene F1 measures zero-shot listing; to teach it, train with "
                      "data.format: instruction and list_genes in data.templates")
+    if general is not None and ev.general.limit:
+        notes.append(f"general: at most {ev.general.limit} documents per harness task (evaluation.general.limit), "
+                     "so its scores are not the harness's full-set numbers")
     info = {
         "run_name": recipe.run.name, "run_dir": str(run_dir), "model_source": pair.tuned.source,
         "base_model": recipe.model.name_or_path, "compare_with": baseline,
@@ -147,7 +160,7 @@ def eval_command(target: str | Path, compare: str | None = None, *, overrides: S
     print(json.dumps(report, indent=2, default=str) if as_json else summary_text(report), flush=True)
     failed = [g for g in report["gates"] if not g["passed"]]
     for g in failed:
-        print(f"forge: quality gate failed: {g['metric']} {g['must']} {g['value']:g}: {g['reason']}",
+        print(f"forge: quality gate failed: {gate_label(g)}: {g['reason']}",
               file=sys.stderr)
     return EXIT_GATE_FAILED if failed else EXIT_OK
 
@@ -170,8 +183,7 @@ def summary_text(report: dict[str, Any]) -> str:
             text += ")"
         lines.append(text)
     for gate in report["gates"]:
-        lines.append(f"  {'PASS' if gate['passed'] else 'FAIL'} {gate['metric']} {gate['must']} {gate['value']:g}: "
-                     f"{gate['reason']}")
+        lines.append(f"  {'PASS' if gate['passed'] else 'FAIL'} {gate_label(gate)}: {gate['reason']}")
     lines.append(f"  report: {Path(report.get('report_dir') or Path(report['run_dir']) / 'eval') / 'report.md'}")
     return "\n".join(lines)
 

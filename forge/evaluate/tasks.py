@@ -37,6 +37,7 @@ class TaskSettings:
     chat: bool = False
     progress: bool = False
     samples: int = 3  # example outputs kept in the report per task and model
+    general: Any = None  # the general task's harness tasks, loaded once (forge.evaluate.harness.HarnessTasks)
 
     def prompter(self, tokenizer: Any) -> Prompter:
         return Prompter(tokenizer, max_input_tokens=max(16, self.window - self.max_new_tokens),
@@ -58,6 +59,10 @@ class TaskResult:
     samples: list[dict[str, Any]] = field(default_factory=list)
     generations: list[Generation] = field(default_factory=list)
     skipped: str | None = None
+    # metrics outside the catalog (the general task's) say their direction here
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    # one result per harness task of the general task, each with its own examples (units)
+    parts: dict[str, TaskResult] = field(default_factory=dict)
 
     def finish(self) -> TaskResult:
         """Fill the metrics from the statistics over all examples."""
@@ -214,3 +219,6 @@ def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskRes
     result.statistics = {"qa_exact_match": mean_of(0, count_column=2), "qa_f1": mean_of(1, count_column=2)}
     result.details = {"examples": len(rows)}
     return result.finish()
+
+
+from forge.evaluate import harness as _harness  # noqa: E402,F401  registers `general` (imports lm_eval lazily)

@@ -27,7 +27,8 @@ OVERRIDES_FILE = "<overrides>"
 
 # Path fields that are always paths; the others in RECIPE_RELATIVE_PATHS may also be hub ids or keywords
 # (model.name_or_path, evaluation.compare_with) and are rewritten only when they look like a local path.
-ALWAYS_PATHS = {"data.sources.*.path", "distribution.config_file", "evaluation.data", "model.adapter"}
+ALWAYS_PATHS = {"data.sources.*.path", "distribution.config_file", "evaluation.data", "model.adapter",
+                "evaluation.general.tasks.*"}
 
 
 class _Delete:
@@ -236,6 +237,8 @@ def _absolutise_paths(data: dict[str, Any], folder: Path) -> list[tuple[tuple[An
                 continue
             if pattern.endswith("module") and not value.endswith(".py"):
                 continue  # a dotted module name is imported, not a file
+            if pattern.startswith("evaluation.general.") and not value.lower().endswith((".yaml", ".yml")):
+                continue  # a harness task name (arc_easy), not a file
             expanded = os.path.expanduser(value)
             candidate = folder / expanded
             # a .gguf name is always a local file (Forge does not fetch GGUF files from the hub)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pydantic import ValidationError
@@ -188,13 +189,16 @@ def preprocess_steps_exist(recipe: Recipe) -> Iterator[Issue]:
 @rule
 def gates_are_measured(recipe: Recipe) -> Iterator[Issue]:
     """A gate must name a metric that the evaluation's tasks report, and a relative gate needs a baseline."""
-    from forge.evaluate.catalog import METRICS, metric_names  # a leaf module: no heavy imports
+    from forge.evaluate.catalog import METRICS, metric_names  # leaf modules: no heavy imports
+    from forge.evaluate.general import is_general_metric
 
     ev = recipe.evaluation
     reported = metric_names(list(ev.tasks))
     for i, gate in enumerate(ev.gates):
         where = ("evaluation", "gates", i)
-        if gate.metric not in METRICS:
+        if is_general_metric(gate.metric):
+            yield from _general_gate(recipe, gate.metric, where)
+        elif gate.metric not in METRICS:
             yield (where + ("metric",), f"unknown metric {gate.metric!r}",
                    did_you_mean(gate.metric, list(METRICS)) or f"one of {', '.join(METRICS)}")
         elif gate.metric not in reported:
@@ -205,6 +209,45 @@ def gates_are_measured(recipe: Recipe) -> Iterator[Issue]:
         if gate.must in ("decrease_by", "increase_by", "not_decrease", "not_increase") and not ev.compare_with:
             yield (where + ("must",), f"{gate.must} compares with a baseline and evaluation.compare_with is null",
                    "set compare_with: base (or a run directory), or use at_most/at_least")
+        if gate.tolerance and gate.must not in ("not_decrease", "not_increase"):
+            yield (where + ("tolerance",), f"tolerance applies to not_decrease and not_increase, not {gate.must}",
+                   "remove tolerance, or use must: not_decrease")
+
+
+def _general_gate(recipe: Recipe, name: str, where: tuple[Any, ...]) -> Iterator[Issue]:
+    """A gate on general/<task>/<metric>: the general task runs, and <task> is one it lists."""
+    from forge.evaluate.general import listed_names, safe_name, split_metric
+
+    ev = recipe.evaluation
+    parts = split_metric(name)
+    if parts is None:
+        yield (where + ("metric",), f"{name!r} is not a general metric name",
+               "write general/<task>/<metric>, e.g. general/arc_easy/acc")
+        return
+    if "general" not in ev.tasks:
+        yield (where + ("metric",), f"{name} is measured by the general task, which evaluation.tasks lacks",
+               "add general to evaluation.tasks, or remove the gate")
+        return
+    listed = [safe_name(n) for n in listed_names(ev.general.tasks)]
+    if parts[0] not in listed:
+        yield (where + ("metric",), f"{name}: {parts[0]!r} is not in evaluation.general.tasks",
+               did_you_mean(parts[0], listed) or f"gate one of {', '.join(listed) or 'no tasks'} "
+               "(a subtask of a group: list it in evaluation.general.tasks too)")
+
+
+@rule
+def general_tasks_listed(recipe: Recipe) -> Iterator[Issue]:
+    """The general task needs tasks to run; a local task YAML must exist."""
+    ev = recipe.evaluation
+    if "general" in ev.tasks and not ev.general.tasks:
+        yield (("evaluation", "general", "tasks"), "evaluation.tasks has general but no harness task is listed",
+               "list lm-evaluation-harness tasks or local task YAMLs, e.g. tasks: [arc_easy, hellaswag]")
+    from forge.evaluate.general import is_task_file
+
+    for i, entry in enumerate(ev.general.tasks):
+        if is_task_file(entry) and not Path(entry).is_file():
+            yield (("evaluation", "general", "tasks", i), f"task file {entry} does not exist",
+                   "give the path of a harness task YAML (relative to the recipe), or a task name")
 
 
 @rule

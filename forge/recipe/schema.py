@@ -22,6 +22,7 @@ RECIPE_RELATIVE_PATHS = (
     "distribution.config_file",
     "evaluation.data",
     "evaluation.compare_with",
+    "evaluation.general.tasks.*",
     "training.loss_module",
     "preprocess.*.module",
 )
@@ -270,15 +271,29 @@ class GenerationSettings(Section):
 
 
 class Gate(Section):
-    metric: str = Field(..., min_length=1, description="Metric name in the report, e.g. perplexity or gene_f1.")
+    metric: str = Field(..., min_length=1,
+                        description="Metric name in the report, e.g. perplexity, gene_f1 or general/arc_easy/acc.")
     must: Literal["decrease_by", "increase_by", "not_decrease", "not_increase", "at_most", "at_least"] = Field(
         ..., description="Condition; *_by compare with the baseline as a fraction, at_* with a fixed value.")
     value: float = Field(0.0, description="Fraction (for *_by) or bound (for at_*).")
+    tolerance: float = Field(
+        0.0, ge=0.0,
+        description="not_decrease/not_increase: slack in the metric's own units (0.02: an accuracy may fall 2 points).")
+
+
+class GeneralEvaluation(Section):
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-evaluation-harness tasks by name (arc_easy, mmlu) or local task YAMLs (relative to the recipe).")
+    num_fewshot: int | None = Field(None, ge=0, le=100, description="Few-shot examples; null: each task's own default.")
+    limit: int | None = Field(None, ge=1, description="At most this many documents per task; null: all of them.")
+    batch_size: int = Field(8, ge=1, le=4096, description="Requests per forward pass.")
+    offline: bool = Field(True, description="Read task data only from local files and the Hugging Face cache, never the network.")
 
 
 class EvaluationSection(Section):
     enabled: bool = Field(True, description="Evaluate at the end of `forge run`.")
-    tasks: list[Literal["perplexity", "gene_recognition", "summarization", "question_answering"]] = Field(
+    tasks: list[Literal["perplexity", "gene_recognition", "summarization", "question_answering", "general"]] = Field(
         default_factory=lambda: ["perplexity", "gene_recognition"], description="Evaluation tasks.")
     split: Literal["validation", "test"] = Field("test", description="Held-out split to evaluate on.")
     data: str | None = Field(None, description="Evaluate on these files instead of a split (relative to the recipe).")
@@ -289,6 +304,8 @@ class EvaluationSection(Section):
     compare_with: str | None = Field("base", description="Baseline: base (the untuned model), a run directory or an adapter folder; null for none.")
     bootstrap_samples: int = Field(1000, ge=100, le=100_000, description="Paired bootstrap resamples for A/B intervals.")
     gates: list[Gate] = Field(default_factory=list, description="Quality gates; `forge eval` exits non-zero when one fails.")
+    general: GeneralEvaluation = Field(default_factory=GeneralEvaluation,
+                                       description="The general task: lm-evaluation-harness tasks on both models.")
 
 
 # --------------------------------------------------------------------------------------------------- serving
