@@ -28,7 +28,7 @@ lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear}}
 tracking: {{enabled: false}}
 evaluation: {{enabled: false}}
 """
-PROBE = [[1, 17, 230, 45, 999, 12, 3, 640, 88, 5, 2048, 77]]
+PROBE = [[1, 17, 230, 45, 99, 12, 3, 64, 88, 5, 204, 77]]  # ids inside the tiny tokenizer's vocabulary (372)
 
 
 def logits(model: Any, device: str) -> Any:
