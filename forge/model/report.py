@@ -84,4 +84,10 @@ def peak_memory_bytes() -> int:
     if cuda is not None:
         return int(cuda.max_memory_allocated())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+    peak = int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+    # Linux updates ru_maxrss lazily (its high-water mark trails the resident set by a few pages): never below now
+    try:
+        with open("/proc/self/statm") as f:
+            return max(peak, int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        return peak

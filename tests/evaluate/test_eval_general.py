@@ -47,7 +47,7 @@ def report(general_run: Path) -> dict:
 
 @pytest.mark.slow
 def test_both_tasks_scored_on_the_tuned_model_and_its_base(report: dict, general_run: Path) -> None:
-    saved = json.loads((general_run / "eval" / "report.json").read_text())
+    saved = json.loads((Path(report["report_dir"]) / "report.json").read_text())  # an ad-hoc evaluation's own folder
     assert saved["metrics"].keys() == report["metrics"].keys() == {
         "general/forge_endings/acc", "general/forge_endings/acc_norm", "general/forge_complete/exact_match"}
     parts = saved["tasks"]["general"]["tuned"]["parts"]
@@ -73,7 +73,7 @@ def test_both_tasks_scored_on_the_tuned_model_and_its_base(report: dict, general
 
 @pytest.mark.slow
 def test_markdown_and_plot(report: dict, general_run: Path) -> None:
-    folder = general_run / "eval"
+    folder = Path(report["report_dir"])
     text = (folder / "report.md").read_text()
     assert "## General ability (lm-evaluation-harness)" in text
     assert "| general/forge_complete/exact_match (higher is better) |" in text and "significantly better" in text
@@ -100,7 +100,7 @@ def test_a_failing_gate_exits_1(general_run: Path, tmp_path: Path, tiny_llama_di
     assert "FAIL general/forge_complete/exact_match not_decrease 0, tolerance 0.05" in captured.out
     assert "forge: quality gate failed: general/forge_complete/exact_match not_decrease 0, tolerance 0.05: " in captured.err
     assert "Traceback" not in captured.err
-    saved = json.loads((worse / "eval" / "report.json").read_text())
+    saved = json.loads(next((worse / "eval").glob("compare-*/report.json")).read_text())  # --compare's own folder
     outcome = saved["gates"][0]
     assert saved["baseline_label"] == "baseline tiny-eval" and not saved["gates_passed"]
     assert outcome["tuned"] < outcome["baseline"] - 0.05 and outcome["threshold"] == pytest.approx(

