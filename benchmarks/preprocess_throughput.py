@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/machine.py (the script's own folder is on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -33,16 +35,6 @@ from forge.data.preprocess import PreprocessResult, resolve_steps, run_steps  # 
 from forge.data.steps import StepContext  # noqa: E402
 from forge.data.synthetic import generate_papers  # noqa: E402
 from forge.recipe.validate import resolve  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_seconds() -> float:

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/machine.py (the script's own folder is on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 GENES = ["BRCA1", "TP53", "EGFR", "KRAS", "MYC", "PTEN", "ALK", "ROS1", "STK11", "CDKN2A", "IDH1", "BRAF"]
 WORDS = ("the of and in to with was were for that by on from as at is this patients cells expression "
@@ -98,16 +100,6 @@ def measure(path: Path) -> dict:
     done = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, cwd=REPO,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -43,6 +43,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/machine.py (the script's own folder is on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 
 # A small Axolotl config (the shape of its examples/llama-3/qlora.yml; the pip package ships no
@@ -133,16 +135,6 @@ class Cmd:
     cpu: list[float] = field(default_factory=list)
     exit_codes: set[int] = field(default_factory=set)
     note: str = ""
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cores() -> int:

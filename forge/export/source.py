@@ -35,7 +35,7 @@ class RunSource:
 
 def read_run(target: str | Path) -> RunSource:
     """The run in a run directory; ExportError for anything that is not a finished run with weights."""
-    from forge.model.load import resolve_source
+    from forge.model.load import trained_run_sources
     from forge.plan import compile_plan
     from forge.recipe.validate import resolve
 
@@ -53,13 +53,7 @@ def read_run(target: str | Path) -> RunSource:
     recipe = resolved.recipe
     kind, weights = _trained_weights(run_dir, summary)
     plan = compile_plan(recipe)
-    tiny = recipe.model.tiny.model_dump() if recipe.model.name_or_path.startswith("forge:") else None
-    base = resolve_source(recipe.model.name_or_path, tiny) if kind == "adapter" else str(weights)
-    if (weights / "tokenizer_config.json").is_file():
-        tokenizer = str(weights)
-    else:
-        name = recipe.model.tokenizer or recipe.model.name_or_path
-        tokenizer = base if name == recipe.model.name_or_path else resolve_source(name, tiny, "tokenizer")
+    base, tokenizer = trained_run_sources(recipe.model, kind, weights)
     return RunSource(run_dir=run_dir.resolve(), recipe=recipe, yaml_text=resolved.yaml_text, summary=summary,
                      kind=kind, weights_dir=weights.resolve(), base_source=base, tokenizer_source=tokenizer,
                      plan_model=dict(plan.model), quantization=plan.quantization)

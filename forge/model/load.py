@@ -101,6 +101,18 @@ def resolve_source(name_or_path: str, tiny: Mapping[str, int] | None = None, wha
     return name_or_path
 
 
+def trained_run_sources(model: Any, kind: str, weights: Path) -> tuple[str, str]:
+    """(base, tokenizer) from_pretrained sources of a trained run, for its recipe's `model` section: the recipe's
+    base for an adapter (the saved weights for a full fine-tune), and the tokenizer saved beside the weights when
+    there is one, else the recipe's."""
+    tiny = model.tiny.model_dump() if model.name_or_path.startswith("forge:") else None
+    base = resolve_source(model.name_or_path, tiny) if kind == "adapter" else str(weights)
+    if (weights / "tokenizer_config.json").is_file():
+        return base, str(weights)
+    name = model.tokenizer or model.name_or_path
+    return base, base if name == model.name_or_path else resolve_source(name, tiny, "tokenizer")
+
+
 def _hub_error(name: str, what: str, error: Exception) -> ForgeRuntimeError:
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return ForgeRuntimeError(

@@ -124,7 +124,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def prepare_served(resolved: Any, run_dir: Path) -> ServedModel:
     """Check the run directory and build the ServedModel; raise ServeError for a run that cannot be served."""
-    from forge.model.load import resolve_source
+    from forge.model.load import trained_run_sources
     from forge.plan import compile_plan
 
     recipe = resolved.recipe
@@ -138,13 +138,7 @@ def prepare_served(resolved: Any, run_dir: Path) -> ServedModel:
         notes.append(f"summary.json says the run is {status}; serving the model it saved last")
     kind, weights = _find_trained(run_dir, status)
     plan = compile_plan(recipe)
-    tiny = recipe.model.tiny.model_dump() if recipe.model.name_or_path.startswith("forge:") else None
-    base = resolve_source(recipe.model.name_or_path, tiny) if kind == "adapter" else str(weights)
-    if (weights / "tokenizer_config.json").is_file():
-        tokenizer_source = str(weights)
-    else:
-        name = recipe.model.tokenizer or recipe.model.name_or_path
-        tokenizer_source = base if name == recipe.model.name_or_path else resolve_source(name, tiny, "tokenizer")
+    base, tokenizer_source = trained_run_sources(recipe.model, kind, weights)
     plan_model = dict(plan.model)
     if recipe.model.task == "token_classification":  # its labels were saved with the weights
         from forge.model.labels import LABELS_FILE, read_labels
