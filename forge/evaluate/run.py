@@ -66,7 +66,7 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     import torch
     from transformers import set_seed
 
-    from forge.evaluate.examples import EvalData, fit_gene_examples, gene_gold_note, load_eval_data
+    from forge.evaluate.examples import EvalData, gene_gold_note, load_eval_data
     from forge.evaluate.models import load_models
     from forge.evaluate.report import build_report, write_report
     from forge.evaluate.tasks import TaskSettings, run_task
@@ -86,22 +86,7 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
                             stride=ev.stride, max_new_tokens=ev.generation.max_new_tokens,
                             temperature=ev.generation.temperature, top_p=ev.generation.top_p,
                             chat=chat, progress=progress, general=general)
-    fit_notes: list[str] = []
-    if "gene_recognition" in ev.tasks and pair.tuned.kind == "causal_lm" and data.gene_recognition:
-        # one passage per example, cut with the fine-tuned model's tokenizer, and its gold read from that cut:
-        # both models answer the very same examples
-        prompter = settings.prompter(pair.tuned.tokenizer)
-        fitted, _ = fit_gene_examples(data.gene_recognition, lambda passage: prompter.fit("genes", passage))
-        kept = [(before, after) for before, after in zip(data.gene_recognition, fitted) if after.passage.strip()]
-        if len(kept) < len(fitted):  # a prompt without its passage asks nothing: its "none" would score perfect
-            fit_notes.append(f"gene_recognition: left out {len(fitted) - len(kept)} examples: the instruction alone "
-                             f"fills the {settings.window}-token window (less {settings.max_new_tokens} new tokens), "
-                             "so no passage fits; raise evaluation.window")
-        lost = sum(len(before.gold) - len(after.gold) for before, after in kept)
-        data.gene_recognition = [after for _, after in kept]
-        if lost:
-            fit_notes.append(f"gene_recognition: {lost} gold genes fell outside the passage cut to fit the "
-                             f"{settings.window}-token window and are not gold")
+    fit_notes = _fit_gene_passages(data, settings, pair) if "gene_recognition" in ev.tasks else []
     gold_note = gene_gold_note(data.gene_recognition) if "gene_recognition" in ev.tasks else None
     not_comparable = {}
     if pair.baseline is not None and not same_tokenizer(pair.tuned.tokenizer, pair.baseline.tokenizer):
@@ -163,6 +148,28 @@ def eval_command(target: str | Path, compare: str | None = None, *, overrides: S
         print(f"forge: quality gate failed: {gate_label(g)}: {g['reason']}",
               file=sys.stderr)
     return EXIT_GATE_FAILED if failed else EXIT_OK
+
+
+def _fit_gene_passages(data: Any, settings: Any, pair: Any) -> list[str]:
+    """Cut each gene-recognition passage once, with the fine-tuned model's tokenizer, to the prompt's window, and
+    read its gold from that cut: both models answer the very same examples. Returns the notes on what was cut."""
+    from forge.evaluate.examples import fit_gene_examples
+
+    fit_notes: list[str] = []
+    if pair.tuned.kind == "causal_lm" and data.gene_recognition:
+        prompter = settings.prompter(pair.tuned.tokenizer)
+        fitted, _ = fit_gene_examples(data.gene_recognition, lambda passage: prompter.fit("genes", passage))
+        kept = [(before, after) for before, after in zip(data.gene_recognition, fitted) if after.passage.strip()]
+        if len(kept) < len(fitted):  # a prompt without its passage asks nothing: its "none" would score perfect
+            fit_notes.append(f"gene_recognition: left out {len(fitted) - len(kept)} examples: the instruction alone "
+                             f"fills the {settings.window}-token window (less {settings.max_new_tokens} new tokens), "
+                             "so no passage fits; raise evaluation.window")
+        lost = sum(len(before.gold) - len(after.gold) for before, after in kept)
+        data.gene_recognition = [after for _, after in kept]
+        if lost:
+            fit_notes.append(f"gene_recognition: {lost} gold genes fell outside the passage cut to fit the "
+                             f"{settings.window}-token window and are not gold")
+    return fit_notes
 
 
 def summary_text(report: dict[str, Any]) -> str:
