@@ -159,7 +159,7 @@ def memory_choice(recipe: Recipe, s: Shape, base: float) -> dict[str, Any]:
     """`training.memory` as `forge plan` shows it: for a size, the setting Forge picks (predicted peak, and
     tokens/s on an H100/H200-class GPU); for auto, the two ends between which `forge run` picks on the device."""
     from forge.flops import peak_flops
-    from forge.memory_plan import activation_sizes, choose, smallest
+    from forge.memory_plan import activation_sizes, choose, dense_layer_bytes, smallest
     from forge.sizes import parse_size
 
     t = recipe.training
@@ -167,9 +167,11 @@ def memory_choice(recipe: Recipe, s: Shape, base: float) -> dict[str, Any]:
         return {"budget": t.memory if t.memory == "off" else "off (causal LMs on one process or DDP only)"}
     micro = [t.micro_batch_size] if t.micro_batch_size != "auto" else _micro_options(
         t.effective_batch_size or t.gradient_accumulation_steps)
-    sizes = activation_sizes(s, base=base, liger=t.speed.liger_kernels is not False,
-                             fused_lora=t.speed.fused_lora is not False and recipe.lora.enabled)
     lora = recipe.lora
+    fused = t.speed.fused_lora is not False and lora.enabled
+    dense = dense_layer_bytes(s, lora.target_modules) if fused and recipe.quantization.mode == "4bit" else 0.0
+    sizes = activation_sizes(s, base=base, liger=t.speed.liger_kernels is not False, fused_lora=fused,
+                             dense_layer=dense)
     common = dict(seq=t.max_seq_length, lora_r=lora.r if lora.enabled else None,
                   lora_targets=lora.target_modules if lora.enabled else None)
     offload = t.speed.activation_offload is not False and recipe.distribution.strategy in ("none", "ddp")

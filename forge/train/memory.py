@@ -116,7 +116,10 @@ def plan_after_load(recipe: Recipe, model: Any, speed: Any, notes: list[str]) ->
             notes.append(f"memory: training.memory is {t.memory}, but only {gib(room)} is free to plan for "
                          "(other processes hold the rest); planning for that")
             budget, source = room, f"{t.memory}, lowered to the {gib(room)} free"
-    sizes = activation_sizes(shape, base=base, liger=speed.liger_kernels, fused_lora=speed.fused_lora)
+    from forge.train.speed import dense_layer_bytes
+
+    sizes = activation_sizes(shape, base=base, liger=speed.liger_kernels, fused_lora=speed.fused_lora,
+                             dense_layer=dense_layer_bytes(model) if speed.fused_lora else 0.0)
     device = torch.cuda.get_device_name()
     choice = choose(shape, sizes, budget, micro_batches=_options(recipe), may_checkpoint=t.gradient_checkpointing,
                     may_offload=speed.activation_offload, must_offload=t.speed.activation_offload is True,

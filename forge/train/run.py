@@ -92,7 +92,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
 
         from forge.model.load import load_for_training, prepare_tokenizer
         from forge.train.micro_batch import choose_micro_batch, cuda_probe
-        from forge.train.speed import apply_liger, attention_for, compile_regions, fuse_lora
+        from forge.train.speed import apply_liger, attention_for, compile_regions, fuse_lora, hold_dense
         from forge.train.speed import decide as decide_speed
         from forge.train.trainer import build_trainer, trainer_settings
 
@@ -152,6 +152,8 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         notes += loaded.notes
         # training.memory: which layers are checkpointed and offloaded, and the micro-batch, for what is free now
         memory_plan = memory_module.plan_after_load(recipe, loaded.model, speed, notes) if memory_planned else None
+        if memory_plan is not None and memory_plan.choice.dense:
+            notes.append(hold_dense(loaded.model, memory_plan.choice.dense))
         if memory_plan is not None and not memory_plan.choice.offloaded:
             speed = dataclasses.replace(speed, activation_offload=False)  # nothing for it to move
         if memory_plan is not None and not memory_plan.choice.checkpointed and checkpointing:

@@ -7,6 +7,7 @@ Self-contained (model, tokenizer and texts built in a temporary folder); skipped
 """
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ def run(setup: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, *over
     monkeypatch.setattr(forge.train.run, "load_data", lambda r, tokenizer=None, progress=True: Bundle(
         r.data.sources[0].path))
     resolved = resolve(recipe, list(overrides))
+    gc.collect()  # an earlier run's model (its fused layers refer to themselves) must not count in this one's base
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     summary = forge.train.run.run_recipe(resolved, compile_plan(resolved.recipe), progress=False)
@@ -84,6 +86,8 @@ def test_the_plan_trains_like_full_checkpointing_with_the_memory_it_is_given(
     auto = run(setup, "auto", monkeypatch)
     plan = auto["memory"]
     assert plan["choice"]["checkpointed"] == 0 and plan["choice"]["layers"] == 4  # a big GPU holds it all
+    assert plan["choice"]["dense"] == 4  # and, with nothing recomputed, every layer's 4-bit weights dequantized
+    assert any(n.startswith("memory: 28 4-bit weights of the last 4 layers held dequantized") for n in auto["notes"])
     assert "memory" not in full
     # a budget that the planner meets with the first two layers checkpointed (inputs on the GPU)
     sizes = Sizes(**plan["sizes"])

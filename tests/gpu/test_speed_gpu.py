@@ -161,25 +161,49 @@ def lora_4bit(setup: dict[str, Any]) -> Any:
     return model
 
 
+def lora_step(model: Any, ids: Any) -> tuple[float, list[Any]]:
+    """One forward and backward pass in bf16 autocast: the loss and the LoRA gradients (float32)."""
+    model.zero_grad()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.item(), [p.grad.float() for p in model.parameters() if p.grad is not None]
+
+
 def test_fused_lora_on_a_4bit_model_matches_peft(setup: dict[str, Any]) -> None:
     from forge.train.speed import fuse_lora
 
     model = lora_4bit(setup)
     ids = torch.randint(10, model.config.vocab_size, (4, 256), device="cuda")
-
-    def step() -> tuple[float, list[torch.Tensor]]:
-        model.zero_grad()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        return loss.item(), [p.grad.float() for p in model.parameters() if p.grad is not None]
-
-    loss_peft, grads_peft = step()
+    loss_peft, grads_peft = lora_step(model, ids)
     assert fuse_lora(model).startswith("fused_lora: 28 LoRA layers")  # 7 linear layers x 4 blocks
-    loss_fused, grads_fused = step()
+    loss_fused, grads_fused = lora_step(model, ids)
     assert abs(loss_fused - loss_peft) <= 1e-3 * abs(loss_peft)
     flat_peft, flat_fused = torch.cat([g.flatten() for g in grads_peft]), torch.cat([g.flatten() for g in grads_fused])
     assert (flat_fused - flat_peft).norm() / flat_peft.norm() < 2e-2
+
+
+def test_weights_held_dequantized_give_the_4bit_losses_and_gradients_exactly(setup: dict[str, Any]) -> None:
+    from forge.train.speed import dense_layer_bytes, fuse_lora, hold_dense
+
+    model = lora_4bit(setup)
+    fuse_lora(model)
+    c = model.config
+    kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
+    per_layer = c.hidden_size * (2 * c.hidden_size + 2 * kv) + 3 * c.hidden_size * c.intermediate_size
+    assert dense_layer_bytes(model) == 2 * per_layer  # bf16, the seven linear layers of one block
+    ids = torch.randint(10, c.vocab_size, (4, 256), device="cuda")
+    loss_4bit, grads_4bit = lora_step(model, ids)
+    before = torch.cuda.memory_allocated()
+    assert hold_dense(model, 2).startswith("memory: 14 4-bit weights of the last 2 layers held dequantized")
+    assert torch.cuda.memory_allocated() - before >= 2 * 2 * per_layer
+    loss_half, grads_half = lora_step(model, ids)
+    hold_dense(model, c.num_hidden_layers)
+    loss_dense, grads_dense = lora_step(model, ids)
+    # the same dequantized values in the same products: identical, not merely close
+    assert loss_half == loss_4bit and loss_dense == loss_4bit
+    for got in (grads_half, grads_dense):
+        assert all(torch.equal(g, r) for g, r in zip(got, grads_4bit))
 
 
 @pytest.mark.parametrize("where", ["checkpoint", "layer"])

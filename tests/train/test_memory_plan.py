@@ -10,8 +10,8 @@ import torch
 
 from forge.estimate import KNOWN_SHAPES, Shape
 from forge.flops import flops_per_token, peak_flops
-from forge.memory_plan import (Sizes, activation_sizes, budget_from_free, choose, efficiency, peak_bytes,
-                               smallest)
+from forge.memory_plan import (Sizes, activation_sizes, budget_from_free, choose, dense_layer_bytes, efficiency,
+                               peak_bytes, smallest)
 from forge.sizes import GIB, parse_size
 
 LLAMA2_7B = KNOWN_SHAPES["meta-llama/Llama-2-7b-hf"]
@@ -100,6 +100,30 @@ def test_the_7b_shape_choices_on_an_h200_and_at_16_gib() -> None:
     assert 0 < at16.checkpointed < 32 and at16.peak_bytes <= 16 * GIB  # a 7B run at 8192 fits 16 GiB, partly
     h100 = budget_from_free(79 * GIB, 80 * GIB) + 4.2 * GIB
     assert choose(LLAMA2_7B, sizes, h100, seq=2048, micro_batches=[8], lora_r=16).checkpointed > 0  # 80 GB: not all
+
+
+def test_memory_left_with_nothing_recomputed_holds_4bit_weights_dequantized() -> None:
+    dense = Sizes(base=10 * GIB, kept=1 * MB, layer_input=0.1 * MB, head=0, dense_layer=0.5 * GIB)
+    at = lambda budget: choose(TOY, dense, budget * GIB, seq=1024, micro_batches=[1], lora_r=8)  # noqa: E731
+    # nothing checkpointed needs 20 GiB; each layer held dequantized 0.5 GiB more
+    assert (at(22.2).checkpointed, at(22.2).dense) == (0, 4)
+    assert at(22.2).peak_bytes == pytest.approx(22 * GIB) and "weights of 4 layers held dequantized" in at(22.2).describe()
+    assert at(100).dense == 10  # never more than the model's layers
+    assert at(20).dense == 0
+    # memory buys recompute first: with a layer checkpointed, nothing is held dequantized
+    assert (at(16).checkpointed, at(16).dense) == (5, 0)
+    assert pick(100).dense == 0  # no 4-bit weights to hold (dense_layer 0)
+
+
+def test_the_7b_layer_held_dequantized_is_its_seven_linear_layers_in_bf16() -> None:
+    per_layer = 4 * 4096 * 4096 + 3 * 4096 * 11008
+    assert dense_layer_bytes(LLAMA2_7B, "all-linear") == 2 * per_layer
+    assert dense_layer_bytes(LLAMA2_7B, ["q_proj", "v_proj"]) == 2 * 2 * 4096 * 4096
+    sizes = activation_sizes(LLAMA2_7B, base=4.2 * GIB, dense_layer=dense_layer_bytes(LLAMA2_7B, "all-linear"))
+    h200 = budget_from_free(139 * GIB, 139 * GIB) + 4.2 * GIB
+    assert choose(LLAMA2_7B, sizes, h200, seq=2048, micro_batches=[8], lora_r=16).dense == 32  # 71 + 12 GiB fit
+    h100 = budget_from_free(79 * GIB, 80 * GIB) + 4.2 * GIB
+    assert choose(LLAMA2_7B, sizes, h100, seq=2048, micro_batches=[8], lora_r=16).dense == 0
 
 
 def test_flops_per_token_of_the_7b_shape() -> None:
