@@ -18,17 +18,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from forge.data.readers import source_digests
 from forge.file_modes import as_umask_allows
 from forge.model.errors import ForgeRuntimeError
 from forge.model.report import human_bytes, peak_memory_bytes, peak_reserved_bytes
-from forge.plan import Plan
+from forge.plan import FourBitPlan, LaunchPlan, Plan
 from forge.recipe.schema import Recipe
 from forge.train.atomic import disk_full, read_json, read_jsonl, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 from forge.train.progress import plan_summary, quiet_library_bars
+
+if TYPE_CHECKING:
+    from forge.model.load import LoadedModel, LoadedTokenizer
+    from forge.train.memory import MemoryPlan
+    from forge.train.speed import Speed
+    from forge.train.trainer import TrainerSettings
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1}
 
@@ -79,7 +85,7 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
         training = _make_trainer(recipe, plan, model, switches, setup, data, record, callbacks)
         status = _train(training, record)
         adapter = _save_adapter(recipe, plan, training, data, status, record)
-        return _summarize(plan, model, setup, switches, data, training, status, adapter, record)
+        return _summarize(model, setup, switches, data, training, status, adapter, record)
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ def _continued_adapter(plan: Plan, record: RunRecord) -> Any:
 class RunData:
     """The tokenizer and the recipe's examples as the trainer takes them."""
 
-    tokenizer: Any  # forge.model.load.LoadedTokenizer
+    tokenizer: LoadedTokenizer
     bundle: Any  # the data layer's splits and reading statistics
     train: Any
     validation: Any | None  # None when there are no validation examples
@@ -205,7 +211,7 @@ def _prepare_data(recipe: Recipe, plan: Plan, record: RunRecord) -> RunData:
     bundle = load_data(recipe, tokenizer.tokenizer, record.start.progress)
     validation = _trainer_rows(bundle.validation, plan)
     labels = (list(bundle.train.features["tags"].feature.names)  # the classifier's labels come from its data
-              if plan.model["task"] == "token_classification" else None)
+              if plan.model.task == "token_classification" else None)
     return RunData(tokenizer, bundle, _trainer_rows(bundle.train, plan),
                    None if validation is not None and len(validation) == 0 else validation, labels)
 
@@ -216,12 +222,12 @@ class Switches:
     checkpointing, then (after loading) training.memory's plan for the device and the FLOPs per token."""
 
     cuda: bool
-    speed: Any  # forge.train.speed.Speed
+    speed: Speed
     checkpointing: bool
     checkpointing_kwargs: dict[str, Any] | None
     sharded: bool  # ZeRO-3 or FSDP shard the parameters: the model loads without a device map
     memory_planned: bool  # training.memory plans this run (one process, CUDA, a causal LM)
-    memory_plan: Any = None  # forge.train.memory.MemoryPlan, once the model is loaded
+    memory_plan: MemoryPlan | None = None  # once the model is loaded
     flops: Any = None
     peak_flops: Any = None
 
@@ -236,16 +242,15 @@ def _decide_switches(recipe: Recipe, plan: Plan, record: RunRecord) -> Switches:
 
     cuda, world = torch.cuda.is_available(), record.start.world
     checkpointing = bool(plan.trainer.get("activation_checkpointing", plan.trainer.get("gradient_checkpointing")))
-    sharded = sharded_engine(plan.launch)
-    speed = decide_speed(plan.trainer.get("speed"), cuda=cuda, task=plan.model["task"],
-                         gradient_checkpointing=checkpointing, quantized=bool(plan.quantization),
-                         engine=plan.launch.get("strategy", "none"), lora=bool(plan.lora),
-                         dora=bool((plan.lora or {}).get("use_dora")),
-                         zero3=sharded and plan.launch.get("strategy") == "deepspeed",
+    sharded, strategy = plan.launch.shards_parameters, plan.launch.strategy
+    speed = decide_speed(plan.trainer.get("speed"), cuda=cuda, task=plan.model.task,
+                         gradient_checkpointing=checkpointing, quantized=plan.quantization is not None,
+                         engine=strategy, lora=plan.lora is not None,
+                         dora=plan.lora is not None and plan.lora.use_dora,
+                         zero3=sharded and strategy == "deepspeed",
                          tokens=None if recipe.training.micro_batch_size == "auto" else
                          plan.trainer["per_device_train_batch_size"] * plan.trainer["max_length"])
-    memory_planned = memory_module.planned(recipe, cuda=cuda, engine=plan.launch.get("strategy", "none"),
-                                           world=world)
+    memory_planned = memory_module.planned(recipe, cuda=cuda, engine=strategy, world=world)
     if memory_planned:
         record.notes.extend(filter(None, [memory_module.check_before_load(recipe, speed, plan.estimate)]))
     kwargs = plan.trainer.get("activation_checkpointing_kwargs", plan.trainer.get("gradient_checkpointing_kwargs"))
@@ -253,17 +258,17 @@ def _decide_switches(recipe: Recipe, plan: Plan, record: RunRecord) -> Switches:
                     sharded=sharded, memory_planned=memory_planned)
 
 
-def _prepare_model(recipe: Recipe, plan: Plan, data: RunData, switches: Switches, record: RunRecord) -> Any:
+def _prepare_model(recipe: Recipe, plan: Plan, data: RunData, switches: Switches, record: RunRecord) -> LoadedModel:
     """Base weights, quantization, kernels and LoRA, as forge.model.load.LoadedModel; the attention kernel is the
     speed switches' choice."""
     from forge.model.load import load_for_training
     from forge.train.speed import apply_liger, attention_for, compile_regions, fuse_lora
 
     speed = switches.speed
-    plan_model = {**plan.model, "attn_implementation": attention_for(
-        speed, plan.model.get("attn_implementation"), cuda=switches.cuda, packing=bool(plan.trainer.get("packing")))}
-    if data.labels is not None:
-        plan_model["labels"] = data.labels
+    attention = attention_for(speed, plan.model.attn_implementation, cuda=switches.cuda,
+                              packing=bool(plan.trainer.get("packing")))
+    plan_model = dataclasses.replace(plan.model, attn_implementation=attention,
+                                     labels=None if data.labels is None else tuple(data.labels))
     with quiet_library_bars():
         loaded = load_for_training(plan_model, plan.lora, plan.quantization, data.tokenizer, seed=recipe.run.seed,
                                    gradient_checkpointing=switches.checkpointing,
@@ -278,7 +283,7 @@ def _prepare_model(recipe: Recipe, plan: Plan, data: RunData, switches: Switches
     return loaded
 
 
-def _fit_memory(recipe: Recipe, model: Any, switches: Switches, record: RunRecord) -> Switches:
+def _fit_memory(recipe: Recipe, model: LoadedModel, switches: Switches, record: RunRecord) -> Switches:
     """training.memory's plan for what is free now (which layers are checkpointed and offloaded, the
     micro-batch), the switches it turns off, and the FLOPs per token for the MFU."""
     from forge.train import memory as memory_module
@@ -306,12 +311,12 @@ class TrainerSetup:
     """SFTConfig arguments for this machine, the micro-batch chosen for `auto`, and the callback that installs
     Forge's checkpoint function (offload, regional compile) or None."""
 
-    settings: Any  # forge.train.trainer.TrainerSettings
+    settings: TrainerSettings
     micro: int | None
     routes: Any
 
 
-def _trainer_setup(recipe: Recipe, plan: Plan, model: Any, switches: Switches, data: RunData,
+def _trainer_setup(recipe: Recipe, plan: Plan, model: LoadedModel, switches: Switches, data: RunData,
                    record: RunRecord) -> TrainerSetup:
     """The micro-batch (the plan's, or the largest that fits at the same effective batch) and the trainer
     arguments: precision, activation offload, the launch's, no evaluation without validation rows."""
@@ -343,7 +348,7 @@ def _trainer_setup(recipe: Recipe, plan: Plan, model: Any, switches: Switches, d
     return TrainerSetup(settings, micro, routes)
 
 
-def _micro_batch(recipe: Recipe, plan: Plan, model: Any, switches: Switches,
+def _micro_batch(recipe: Recipe, plan: Plan, model: LoadedModel, switches: Switches,
                  notes: list[str]) -> tuple[int | None, int | None]:
     """(micro-batch, accumulation) for micro_batch_size auto: the memory plan's, or the largest the GPU fits (1
     on the CPU), at the same effective batch; (None, None) keeps the plan's."""
@@ -388,8 +393,8 @@ class Training:
     stopper: Any  # StopOnSignal
 
 
-def _make_trainer(recipe: Recipe, plan: Plan, model: Any, switches: Switches, setup: TrainerSetup, data: RunData,
-                  record: RunRecord, callbacks: list[Any] | None) -> Training:
+def _make_trainer(recipe: Recipe, plan: Plan, model: LoadedModel, switches: Switches, setup: TrainerSetup,
+                  data: RunData, record: RunRecord, callbacks: list[Any] | None) -> Training:
     """SFTTrainer (or transformers' Trainer for encoders) with Forge's callbacks; prints the run's summary block."""
     from forge.train.callbacks import CheckpointMarker, MetricsLog, NonFiniteGuard
     from forge.train.losses import loss_function
@@ -408,7 +413,7 @@ def _make_trainer(recipe: Recipe, plan: Plan, model: Any, switches: Switches, se
     forge_callbacks = [*([metrics] if start.main else []), CheckpointMarker(), stopper, guard,
                        *([record.bar] if record.bar else []), *([setup.routes] if setup.routes else [])]
     with quiet_library_bars():
-        trainer = build_trainer(plan.model["task"], model.model, model.tokenizer, settings, data.train,
+        trainer = build_trainer(plan.model.task, model.model, model.tokenizer, settings, data.train,
                                 data.validation, callbacks=forge_callbacks + list(callbacks or []),
                                 loss_function=loss_function(settings.loss, recipe.training.loss_module))
     record.say(f"forge run {recipe.run.name}\n" + plan_summary(
@@ -439,7 +444,8 @@ def _save_adapter(recipe: Recipe, plan: Plan, training: Training, data: RunData,
         training.metrics.final = True
         trainer.evaluate()
     with _full_disk_in_one_line(run_dir):
-        adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"), record.start.main)
+        folder = run_dir / ("adapter" if plan.lora is not None else "model")
+        adapter_path = _save_final(trainer, folder, record.start.main)
         if record.start.main and data.labels:  # an adapter folder has no config to hold them
             from forge.model.labels import save_labels
 
@@ -450,7 +456,7 @@ def _save_adapter(recipe: Recipe, plan: Plan, training: Training, data: RunData,
     return adapter_path
 
 
-def _summarize(plan: Plan, model: Any, setup: TrainerSetup, switches: Switches, data: RunData, training: Training,
+def _summarize(model: LoadedModel, setup: TrainerSetup, switches: Switches, data: RunData, training: Training,
                status: str, adapter_path: Path | None, record: RunRecord) -> dict[str, Any]:
     """The run's summary (summary.json, and each rank's peak memory under a launch), its end in MLflow, and the
     final line."""
@@ -509,11 +515,11 @@ def _full_disk_in_one_line(run_dir: Path) -> Iterator[None]:
 
 def _parent(plan: Plan) -> Any:
     """The adapter a continued run starts from (forge.model.continued.Parent), or None."""
-    if not plan.model.get("adapter") or not plan.lora:
+    if not plan.model.adapter or plan.lora is None:
         return None
     from forge.model.continued import find_parent
 
-    return find_parent(plan.model["adapter"])
+    return find_parent(plan.model.adapter)
 
 
 def _validation_results(run_dir: Path) -> dict[str, float]:
@@ -527,18 +533,12 @@ def process_rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def sharded_engine(launch: dict[str, Any]) -> bool:
-    """Whether the engine shards parameters (ZeRO-3, FSDP): the model then loads without a device map."""
-    zero = (launch.get("deepspeed") or {}).get("zero_optimization", {}).get("stage")
-    return launch.get("strategy") == "fsdp" or (launch.get("strategy") == "deepspeed" and zero == 3)
-
-
-def _distributed_args(args: dict[str, Any], launch: dict[str, Any], run_dir: Path, world: int) -> None:
+def _distributed_args(args: dict[str, Any], launch: LaunchPlan, run_dir: Path, world: int) -> None:
     """Trainer arguments that depend on the launch: the DeepSpeed config file, DDP's unused-parameter scan."""
-    own = launch.get("config_file")
-    if launch.get("strategy") == "deepspeed" and not (own and not own.endswith(".json")):
+    own = launch.config_file
+    if launch.strategy == "deepspeed" and not (own and not own.endswith(".json")):
         args["deepspeed"] = own or str(run_dir / "deepspeed.json")  # a .yaml of the user's is accelerate's
-    if world > 1 and launch.get("strategy") == "ddp":
+    if world > 1 and launch.strategy == "ddp":
         args["ddp_find_unused_parameters"] = False  # LoRA freezes most weights; the scan would cost a pass
     if world > 1 and not args.get("bf16") and not args.get("fp16") and not _cuda():
         args["use_cpu"] = True  # only then does accelerate set up gloo DDP on the CPU (else each rank trains alone)
@@ -714,12 +714,12 @@ def _summary_lines(plan: Plan, loaded: Any, settings: Any, trainer: Any, bundle:
     n_val = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
     return [
         ("run dir", f"{run_dir}" + (f" (resuming from {checkpoint.name})" if checkpoint else "")),
-        ("model", f"{plan.model['name_or_path']} [{plan.model['task']}, {loaded.dtype}]"),
+        ("model", f"{plan.model.name_or_path} [{plan.model.task}, {loaded.dtype}]"),
         ("parameters", loaded.params.describe()),
-        ("adapters", f"LoRA r={lora['r']} alpha={lora['lora_alpha']} on {lora['target_modules']}" if lora
+        ("adapters", f"LoRA r={lora.r} alpha={lora.lora_alpha} on {lora.target_modules}" if lora is not None
          else "none (full fine-tuning)"),
-        ("quantization", "4-bit " + quant["bnb_4bit_quant_type"] if quant and quant.get("load_in_4bit")
-         else "8-bit" if quant else "none"),
+        ("quantization", "4-bit " + quant.bnb_4bit_quant_type if isinstance(quant, FourBitPlan)
+         else "8-bit" if quant is not None else "none"),
         ("data", f"{len(trainer.train_dataset)} train / {n_val} validation examples"),
         ("papers", _papers_line(bundle)),
         ("batch", f"{a.per_device_train_batch_size} x {a.gradient_accumulation_steps} accumulation, "
