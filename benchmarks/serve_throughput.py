@@ -20,6 +20,7 @@ LoRA adapter (r16 on every linear layer; its weights do not change the work per 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -123,7 +124,7 @@ def make_run(base: str, root: Path) -> Path:
     adapter.mkdir(parents=True)
     with torch.device("meta"):
         model = get_peft_model(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base)),
-                               LoraConfig(**plan.lora))
+                               LoraConfig(**dataclasses.asdict(plan.lora)))
     generator = torch.Generator().manual_seed(0)
     weights = {name: (torch.randn(t.shape, generator=generator) * 0.01 if "lora_A" in name else torch.zeros(t.shape))
                for name, t in get_peft_model_state_dict(model).items()}

@@ -411,18 +411,14 @@ def _patch(name: str) -> None:
         import forge.train.trainer as trainer
         from transformers import Trainer
 
-        ours = trainer._sft_trainer_class
+        class Walking(trainer.ForgeSFTTrainer):
+            def floating_point_ops(self, inputs):
+                return Trainer.floating_point_ops(self, inputs)
 
-        def walking():
-            class Walking(ours()):
-                def floating_point_ops(self, inputs):
-                    return Trainer.floating_point_ops(self, inputs)
+            def _clip_grad_norm(self, model):
+                return Trainer._clip_grad_norm(self, model)
 
-                def _clip_grad_norm(self, model):
-                    return Trainer._clip_grad_norm(self, model)
-            return Walking
-
-        trainer._sft_trainer_class = walking
+        trainer.ForgeSFTTrainer = Walking
     elif name == "offload-all":  # every layer input sent to CPU memory right after its layer, the last one too
         from forge.train.offload import Stash
 

@@ -28,7 +28,7 @@ def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:
 
 def check_machine(resolved: Resolved, plan: Plan) -> None:
     """What depends on this machine (CUDA for 4-bit and DeepSpeed); the first step that imports torch."""
-    if plan.launch["in_process"] and "CUDA_VISIBLE_DEVICES" not in os.environ:
+    if plan.launch.in_process and "CUDA_VISIBLE_DEVICES" not in os.environ:
         # one process trains on one GPU: with several visible, the trainer would fall back to nn.DataParallel
         os.environ["CUDA_VISIBLE_DEVICES"] = "0"
     import torch
@@ -74,7 +74,7 @@ def execute(recipe_path: str, overrides: list[str], resume: str = "auto") -> int
     check_machine(resolved, plan)
     from forge.train.run import exit_code, run_recipe
 
-    if plan.launch["in_process"]:
+    if plan.launch.in_process:
         # the run's summary block is printed once, by the process that trains (rank 0 under a launch)
         summary = run_recipe(resolved, plan, resume=resume)
         code = exit_code(summary)

@@ -20,27 +20,124 @@ from forge.recipe.schema import Recipe
 LAUNCH_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModelPlan:
+    """from_pretrained arguments for the base model and tokenizer, and what Forge adds to them."""
+
+    name_or_path: str
+    revision: str | None = None
+    tokenizer: str
+    task: str = "causal_lm"
+    num_labels: int | None = None  # sequence classification
+    dtype: str = "auto"  # resolved for the machine by execute
+    attn_implementation: str | None = None  # None: transformers' default, or the speed switches' choice
+    trust_remote_code: bool = False
+    tiny: dict[str, Any] | None = None  # the size of a forge:tiny-* model
+    domain_tokens: list[str] = field(default_factory=list)
+    prepare_for_kbit_training: bool = False
+    adapter: str | None = None  # the adapter a continued run starts from
+    # a token classifier's labels: read by execute from the data or the saved run, never compiled from the
+    # recipe, and so left out of to_dict (plan.json, `forge plan --json`)
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    """PEFT LoraConfig keyword arguments."""
+
+    r: int
+    lora_alpha: float
+    lora_dropout: float
+    target_modules: str | list[str]
+    bias: str
+    modules_to_save: list[str] | None
+    use_dora: bool
+    use_rslora: bool
+    task_type: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class FourBitPlan:
+    """bitsandbytes BitsAndBytesConfig keyword arguments for 4-bit weights (QLoRA)."""
+
+    load_in_4bit: bool = True
+    bnb_4bit_quant_type: str
+    bnb_4bit_use_double_quant: bool
+    bnb_4bit_compute_dtype: str
+    bnb_4bit_quant_storage: str
+
+    @property
+    def bits(self) -> int:
+        return 4
+
+
+@dataclass(frozen=True)
+class EightBitPlan:
+    """bitsandbytes BitsAndBytesConfig keyword arguments for 8-bit weights."""
+
+    load_in_8bit: bool = True
+
+    @property
+    def bits(self) -> int:
+        return 8
+
+
+QuantizationPlan = FourBitPlan | EightBitPlan
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How many processes train, under which engine, and the environment each gets."""
+
+    strategy: str  # none | ddp | fsdp | deepspeed
+    in_process: bool  # one process without an engine: `forge run` trains in its own process
+    num_processes: int
+    num_machines: int
+    world_size: int
+    machine_rank: int
+    main_address: str | None
+    main_port: int | None
+    config_file: str | None
+    env: dict[str, str]
+    deepspeed: dict[str, Any] | None  # the DeepSpeed config Forge writes (None with the user's config_file)
+
+    @property
+    def shards_parameters(self) -> bool:
+        """Whether the engine shards parameters (ZeRO-3 in Forge's DeepSpeed config, FSDP): the model then loads
+        without a device map. (forge.recipe.rules.sharded_engine asks the same of the recipe, before compiling.)"""
+        zero = (self.deepspeed or {}).get("zero_optimization", {}).get("stage")
+        return self.strategy == "fsdp" or (self.strategy == "deepspeed" and zero == 3)
+
+
 @dataclass(frozen=True)
 class Plan:
+    """The compiled recipe. Each section is a frozen record read by attribute, so that renaming a key is an error
+    where it is read; `trainer` stays the SFTConfig keyword arguments (handed over as **kwargs, with the
+    Forge-only keys that forge/train/trainer.py pops), `serving` the recipe's serving section and `estimate`
+    forge/estimate.py's report, all three dicts."""
+
     run_dir: str
-    model: dict[str, Any]
+    model: ModelPlan
     trainer: dict[str, Any]
-    lora: dict[str, Any] | None
-    quantization: dict[str, Any] | None
-    launch: dict[str, Any]
+    lora: LoraPlan | None
+    quantization: QuantizationPlan | None
+    launch: LaunchPlan
     serving: dict[str, Any]
     estimate: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The plan as plain JSON values: what plan.json and `forge plan --json` hold."""
+        out = asdict(self)
+        del out["model"]["labels"]
+        return out
 
 
 def compile_plan(recipe: Recipe) -> Plan:
     """The Plan for a validated recipe."""
     notes: list[str] = []
     run_dir = f"{recipe.run.output_dir.rstrip('/')}/{recipe.run.name}"
-    quantization = _quantization(recipe, notes)
+    quantization = _quantization_plan(recipe, notes)
     plan = Plan(
         run_dir=run_dir,
         model=_model(recipe),
@@ -55,22 +152,22 @@ def compile_plan(recipe: Recipe) -> Plan:
     return plan
 
 
-def _model(recipe: Recipe) -> dict[str, Any]:
+def _model(recipe: Recipe) -> ModelPlan:
     m = recipe.model
-    return {
-        "name_or_path": m.name_or_path,
-        "revision": m.revision,
-        "tokenizer": m.tokenizer or m.name_or_path,
-        "task": m.task,
-        "num_labels": m.num_labels if m.task == "sequence_classification" else None,
-        "dtype": m.dtype,
-        "attn_implementation": None if m.attn_implementation == "auto" else m.attn_implementation,
-        "trust_remote_code": m.trust_remote_code,
-        "tiny": m.tiny.model_dump() if m.name_or_path in (TINY_LLAMA, TINY_BERT) else None,
-        "domain_tokens": list(recipe.data.domain_tokens),
-        "prepare_for_kbit_training": recipe.quantization.mode != "none",
-        "adapter": m.adapter,
-    }
+    return ModelPlan(
+        name_or_path=m.name_or_path,
+        revision=m.revision,
+        tokenizer=m.tokenizer or m.name_or_path,
+        task=m.task,
+        num_labels=m.num_labels if m.task == "sequence_classification" else None,
+        dtype=m.dtype,
+        attn_implementation=None if m.attn_implementation == "auto" else m.attn_implementation,
+        trust_remote_code=m.trust_remote_code,
+        tiny=m.tiny.model_dump() if m.name_or_path in (TINY_LLAMA, TINY_BERT) else None,
+        domain_tokens=list(recipe.data.domain_tokens),
+        prepare_for_kbit_training=recipe.quantization.mode != "none",
+        adapter=m.adapter,
+    )
 
 
 def _trainer(recipe: Recipe, run_dir: str, notes: list[str]) -> dict[str, Any]:
@@ -135,66 +232,64 @@ def _trainer(recipe: Recipe, run_dir: str, notes: list[str]) -> dict[str, Any]:
     return args
 
 
-def _lora(recipe: Recipe) -> dict[str, Any] | None:
+def _lora(recipe: Recipe) -> LoraPlan | None:
     lo = recipe.lora
     if not lo.enabled:
         return None
     task_type = {"causal_lm": "CAUSAL_LM", "masked_lm": "FEATURE_EXTRACTION",
                  "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}[recipe.model.task]
-    return {
-        "r": lo.r,
-        "lora_alpha": lo.alpha,
-        "lora_dropout": lo.dropout,
-        "target_modules": lo.target_modules,
-        "bias": lo.bias,
-        "modules_to_save": list(lo.modules_to_save) or None,
-        "use_dora": lo.use_dora,
-        "use_rslora": lo.use_rslora,
-        "task_type": task_type,
-    }
+    return LoraPlan(
+        r=lo.r,
+        lora_alpha=lo.alpha,
+        lora_dropout=lo.dropout,
+        target_modules=lo.target_modules,
+        bias=lo.bias,
+        modules_to_save=list(lo.modules_to_save) or None,
+        use_dora=lo.use_dora,
+        use_rslora=lo.use_rslora,
+        task_type=task_type,
+    )
 
 
-def _quantization(recipe: Recipe, notes: list[str]) -> dict[str, Any] | None:
+def _quantization_plan(recipe: Recipe, notes: list[str]) -> QuantizationPlan | None:
     q = recipe.quantization
     if q.mode == "none":
         return None
     if q.mode == "8bit":
-        return {"load_in_8bit": True}
+        return EightBitPlan()
     storage = q.storage_dtype
     if storage == "auto":
         storage = q.compute_dtype if sharded_engine(recipe) else "uint8"
         if sharded_engine(recipe):
             notes.append(f"4-bit weights stored as {storage} so ZeRO-3/FSDP can shard them with the rest")
-    return {
-        "load_in_4bit": True,
-        "bnb_4bit_quant_type": q.quant_type,
-        "bnb_4bit_use_double_quant": q.double_quant,
-        "bnb_4bit_compute_dtype": q.compute_dtype,
-        "bnb_4bit_quant_storage": storage,
-    }
+    return FourBitPlan(
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=q.compute_dtype,
+        bnb_4bit_quant_storage=storage,
+    )
 
 
-def _launch(recipe: Recipe, notes: list[str]) -> dict[str, Any]:
+def _launch(recipe: Recipe, notes: list[str]) -> LaunchPlan:
     d = recipe.distribution
     world = d.num_processes * d.num_machines
-    launch: dict[str, Any] = {
-        "strategy": d.strategy,
-        "in_process": world == 1 and d.strategy in ("none", "ddp"),
-        "num_processes": d.num_processes,
-        "num_machines": d.num_machines,
-        "world_size": world,
-        "machine_rank": d.machine_rank,
-        "main_address": d.main_address,
-        "main_port": d.main_port,
-        "config_file": d.config_file,
-        "env": dict(LAUNCH_ENV),
-        "deepspeed": None,
-    }
-    if d.strategy == "deepspeed" and d.config_file is None:
-        launch["deepspeed"] = deepspeed_config(recipe)
+    forge_deepspeed = d.strategy == "deepspeed" and d.config_file is None
+    if forge_deepspeed:
         notes.append("DeepSpeed's op builder cannot parse TORCH_CUDA_ARCH_LIST values such as 9.0a (Hopper); "
                      "launches get the same list with the suffix dropped")
-    return launch
+    return LaunchPlan(
+        strategy=d.strategy,
+        in_process=world == 1 and d.strategy in ("none", "ddp"),
+        num_processes=d.num_processes,
+        num_machines=d.num_machines,
+        world_size=world,
+        machine_rank=d.machine_rank,
+        main_address=d.main_address,
+        main_port=d.main_port,
+        config_file=d.config_file,
+        env=dict(LAUNCH_ENV),
+        deepspeed=deepspeed_config(recipe) if forge_deepspeed else None,
+    )
 
 
 def deepspeed_config(recipe: Recipe) -> dict[str, Any]:

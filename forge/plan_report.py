@@ -53,14 +53,15 @@ def format_plan(resolved: Resolved, plan: Plan) -> str:
     flat = _flatten(resolved.recipe.model_dump(mode="json", exclude={"extends"}))
     for key, source in sources.items():
         lines.append(f"  {key:<{width}}  {_value(flat.get(key, '')):<40}  {source}")
-    lines += _table(f"Model ({plan.model['name_or_path']})", plan.model)
+    sections = plan.to_dict()  # the tables show the plan as plan.json holds it
+    lines += _table(f"Model ({plan.model.name_or_path})", sections["model"])
     lines += _table("Trainer (TRL SFTConfig)", plan.trainer)
-    lines += _table("LoRA (PEFT LoraConfig)", plan.lora)
-    lines += _table("Quantization (bitsandbytes)", plan.quantization)
-    launch = {k: v for k, v in plan.launch.items() if k not in ("deepspeed", "env")}
+    lines += _table("LoRA (PEFT LoraConfig)", sections["lora"])
+    lines += _table("Quantization (bitsandbytes)", sections["quantization"])
+    launch = {k: v for k, v in sections["launch"].items() if k not in ("deepspeed", "env")}
     lines += _table("Launch", launch)
-    if plan.launch["deepspeed"]:
-        lines += _table("DeepSpeed config", _flatten(plan.launch["deepspeed"]))
+    if plan.launch.deepspeed:
+        lines += _table("DeepSpeed config", _flatten(plan.launch.deepspeed))
     lines += _table("Serving", plan.serving)
     estimate = {k: v for k, v in plan.estimate.items() if k != "memory_plan"}
     lines += _table("Memory estimate (one device)", estimate)

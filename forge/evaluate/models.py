@@ -72,10 +72,10 @@ def _baseline(compare: str, tuned: EvalModel, plan: Any, tokenizer: Any, quantiz
               notes: list[str]) -> EvalModel:
     if compare == "base":
         if kind == "adapter":
-            return EvalModel("base", tuned.model, tokenizer, tuned.kind, plan.model["name_or_path"],
+            return EvalModel("base", tuned.model, tokenizer, tuned.kind, plan.model.name_or_path,
                              use=tuned.model.disable_adapter)
         base = _place(_base_model(plan, tokenizer, quantization), quantization)
-        return EvalModel("base", base, tokenizer, _kind(plan, base), plan.model["name_or_path"])
+        return EvalModel("base", base, tokenizer, _kind(plan, base), plan.model.name_or_path)
     path = Path(compare).expanduser()
     adapter = path if (path / "adapter_config.json").is_file() else path / "adapter"
     if (path / "recipe.yaml").is_file():
@@ -140,8 +140,8 @@ def _tokenizer(plan: Any, trained: Path, quantization: Any) -> Any:
 def _base_model(plan: Any, tokenizer: Any, quantization: Any) -> Any:
     from forge.model.load import load_model, resolve_dtype, resolve_source
 
-    source = resolve_source(plan.model["name_or_path"], plan.model.get("tiny"))
-    model = load_model(plan.model, source, quantization, resolve_dtype(plan.model.get("dtype", "auto")))
+    source = resolve_source(plan.model.name_or_path, plan.model.tiny)
+    model = load_model(plan.model, source, quantization, resolve_dtype(plan.model.dtype))
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))  # as training did for the run's domain tokens
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -156,10 +156,10 @@ def _from_folder(plan: Any, folder: Path) -> Any:
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     architectures = config.get("architectures") or []
     name = ("AutoModelForTokenClassification" if any(a.endswith("ForTokenClassification") for a in architectures)
-            else AUTO_CLASSES[plan.model.get("task", "causal_lm")])
+            else AUTO_CLASSES[plan.model.task])
     import torch
 
-    dtype = getattr(torch, resolve_dtype(plan.model.get("dtype", "auto")))
+    dtype = getattr(torch, resolve_dtype(plan.model.dtype))
     return getattr(transformers, name).from_pretrained(str(folder), dtype=dtype)
 
 
@@ -177,7 +177,7 @@ def _kind(plan: Any, model: Any) -> str:
     """token_classification for a model whose labels are BIO tags, else the recipe's model.task."""
     from forge.evaluate.token_labels import has_bio_labels
 
-    return "token_classification" if has_bio_labels(model) else str(plan.model.get("task", "causal_lm"))
+    return "token_classification" if has_bio_labels(model) else str(plan.model.task)
 
 
 def _recipe_of(run_dir: Path) -> Any:
@@ -194,4 +194,4 @@ def _plan_of(run_dir: Path) -> Any:
 
 def _base_key(plan: Any) -> tuple[Any, ...]:
     m = plan.model
-    return m["name_or_path"], m.get("revision"), json.dumps(m.get("tiny"), sort_keys=True)
+    return m.name_or_path, m.revision, json.dumps(m.tiny, sort_keys=True)

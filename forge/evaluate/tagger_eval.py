@@ -9,6 +9,7 @@ the report `forge eval` writes for every run (report.json, report.md, bootstrap 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,10 +70,11 @@ def evaluate_tagger(resolved: Any, run_dir: Path, progress: bool = True, compare
     from forge.model.labels import read_labels
 
     _, trained = find_trained(run_dir)
-    plan.model["labels"] = read_labels(trained)
-    if not plan.model["labels"]:
+    labels = read_labels(trained)
+    if not labels:
         raise EvaluationError(f"{trained} holds no labels of the token classifier",
                               "train it again with forge run (labels.json is written beside the model)")
+    plan = dataclasses.replace(plan, model=dataclasses.replace(plan.model, labels=tuple(labels)))
     pair = load_models(recipe, plan, run_dir, None)
     model, tokenizer = pair.tuned.model, pair.tuned.tokenizer
     max_length = min(recipe.training.max_seq_length, getattr(model.config, "max_position_embeddings", 512) or 512)

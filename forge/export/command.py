@@ -72,7 +72,7 @@ def export_gguf(source: RunSource, folder: Path, dtype: str | None) -> Exported:
 
     base = source.base_source if source.kind == "adapter" else str(source.weights_dir)
     config = transformers.AutoConfig.from_pretrained(
-        base, trust_remote_code=source.plan_model.get("trust_remote_code", False))
+        base, trust_remote_code=source.plan_model.trust_remote_code)
     check_architecture(config)  # before any weights are read
     chosen = dtype or ("bf16" if saved_dtype(source) == "bf16" else "fp16")  # llama.cpp's converter's default
     model, tokenizer, notes = merged_model(source)
@@ -91,7 +91,7 @@ def saved_dtype(source: RunSource) -> str:
 
     folder = source.base_source if source.kind == "adapter" else str(source.weights_dir)
     config = transformers.AutoConfig.from_pretrained(
-        folder, trust_remote_code=source.plan_model.get("trust_remote_code", False))
+        folder, trust_remote_code=source.plan_model.trust_remote_code)
     name = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32")
     return TORCH_NAMES.get(name.removeprefix("torch."), "f32")
 

@@ -27,10 +27,10 @@ def load_base(source: RunSource) -> tuple[Any, list[str]]:
     if source.quantization:
         check_quantization(source.quantization)  # bitsandbytes needs CUDA: one line, before any loading
         # loaded as training loaded it (the unquantized norms and embeddings in the run's dtype)
-        trained = resolve_dtype(source.plan_model.get("dtype", "auto"))
+        trained = resolve_dtype(source.plan_model.dtype)
         model = load_model(source.plan_model, source.base_source, source.quantization, trained)
         model = dequantize(model, torch.float32).to(torch.float32)
-        bits = "4-bit" if source.quantization.get("load_in_4bit") else "8-bit"
+        bits = f"{source.quantization.bits}-bit"
         notes.append(f"the base was trained {bits}: its weights were dequantized to float32, then the adapter "
                      "was merged into them")
         return model.to("cpu"), notes
@@ -66,7 +66,7 @@ def load_tokenizer(source: RunSource) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_source,
-                                              trust_remote_code=source.plan_model.get("trust_remote_code", False))
+                                              trust_remote_code=source.plan_model.trust_remote_code)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

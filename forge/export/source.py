@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.export.errors import ExportError
+from forge.plan import ModelPlan, QuantizationPlan
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -25,8 +26,8 @@ class RunSource:
     weights_dir: Path
     base_source: str
     tokenizer_source: str
-    plan_model: dict[str, Any]
-    quantization: dict[str, Any] | None
+    plan_model: ModelPlan
+    quantization: QuantizationPlan | None
 
     @property
     def name(self) -> str:
@@ -56,7 +57,7 @@ def read_run(target: str | Path) -> RunSource:
     base, tokenizer = trained_run_sources(recipe.model, kind, weights)
     return RunSource(run_dir=run_dir.resolve(), recipe=recipe, yaml_text=resolved.yaml_text, summary=summary,
                      kind=kind, weights_dir=weights.resolve(), base_source=base, tokenizer_source=tokenizer,
-                     plan_model=dict(plan.model), quantization=plan.quantization)
+                     plan_model=plan.model, quantization=plan.quantization)
 
 
 def _trained_weights(run_dir: Path, summary: dict[str, Any]) -> tuple[str, Path]:

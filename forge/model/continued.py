@@ -10,9 +10,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from forge.model.errors import ForgeRuntimeError
+
+if TYPE_CHECKING:
+    from forge.plan import LoraPlan
 
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -72,21 +75,21 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def check_shape(parent: Parent, lora: Mapping[str, Any], base_source: str, model: Any) -> None:
+def check_shape(parent: Parent, lora: LoraPlan, base_source: str, model: Any) -> None:
     """Refuse an adapter of another base or another shape than the recipe's LoRA section."""
     config = _read(Path(parent.adapter) / "adapter_config.json")
     if parent.base and not _same_base(parent.base, base_source):
         raise ForgeRuntimeError(f"model.adapter {parent.adapter} was trained on {parent.base}, not on this "
                                 f"run's base {base_source}", "continue on the base the adapter was trained on "
                                 "(model.name_or_path)", doc="continued-training")
-    checks = [("lora.r", lora.get("r"), config.get("r")),
-              ("lora.alpha", lora.get("lora_alpha"), config.get("lora_alpha")),
-              ("lora.use_dora", bool(lora.get("use_dora")), bool(config.get("use_dora"))),
-              ("lora.use_rslora", bool(lora.get("use_rslora")), bool(config.get("use_rslora"))),
-              ("lora.bias", lora.get("bias", "none"), config.get("bias", "none")),
-              ("lora.modules_to_save", sorted(lora.get("modules_to_save") or []),
+    checks = [("lora.r", lora.r, config.get("r")),
+              ("lora.alpha", lora.lora_alpha, config.get("lora_alpha")),
+              ("lora.use_dora", bool(lora.use_dora), bool(config.get("use_dora"))),
+              ("lora.use_rslora", bool(lora.use_rslora), bool(config.get("use_rslora"))),
+              ("lora.bias", lora.bias, config.get("bias", "none")),
+              ("lora.modules_to_save", sorted(lora.modules_to_save or []),
                sorted(config.get("modules_to_save") or [])),
-              ("lora.target_modules", _targets(lora.get("target_modules"), model),
+              ("lora.target_modules", _targets(lora.target_modules, model),
                _short(_as_list(config.get("target_modules"))))]
     for key, ours, theirs in checks:
         if ours != theirs:  # 32 and 32.0 are equal
@@ -123,7 +126,7 @@ def _same_base(a: str, b: str) -> bool:
     return a == b
 
 
-def start_from_adapter(model: Any, parent: Parent, lora: Mapping[str, Any], base_source: str) -> Any:
+def start_from_adapter(model: Any, parent: Parent, lora: LoraPlan, base_source: str) -> Any:
     """`model` wrapped with the parent's adapter, its weights trainable (PEFT's PeftModel.from_pretrained)."""
     from peft import PeftModel
 

@@ -7,9 +7,9 @@ one-line `ForgeRuntimeError`s; 4-bit or 8-bit without CUDA is refused before any
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from forge.model.errors import ForgeRuntimeError
 from forge.model.gguf import (check_architecture, check_gguf_file, drop_gguf_quantizer, is_gguf_name,
@@ -17,6 +17,9 @@ from forge.model.gguf import (check_architecture, check_gguf_file, drop_gguf_qua
 from forge.model.packaged import PACKAGED_MODELS, packaged_model_path
 from forge.model.report import ParamCount, count_parameters
 from forge.model.tiny import TINY_BERT, TINY_LLAMA, tiny_bert, tiny_llama
+
+if TYPE_CHECKING:
+    from forge.plan import LoraPlan, ModelPlan, QuantizationPlan
 
 AUTO_CLASSES = {"causal_lm": "AutoModelForCausalLM", "masked_lm": "AutoModelForMaskedLM",
                 "sequence_classification": "AutoModelForSequenceClassification",
@@ -51,18 +54,21 @@ def resolve_dtype(name: str) -> str:
     return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
 
 
-def check_quantization(quantization: Mapping[str, Any] | None) -> None:
+def check_quantization(quantization: QuantizationPlan | None) -> None:
     """Refuse 4-bit/8-bit where bitsandbytes cannot run, before any weights are read."""
-    if not quantization:
-        return
-    bits = "4-bit" if quantization.get("load_in_4bit") else "8-bit"
+    if quantization is not None:
+        check_bitsandbytes(quantization.bits)
+
+
+def check_bitsandbytes(bits: int) -> None:
+    """Refuse 4-bit or 8-bit weights (`bits`) where bitsandbytes cannot run: without CUDA, or not installed."""
     if not cuda_available():
-        raise ForgeRuntimeError(f"{bits} quantization needs a CUDA GPU (bitsandbytes) and none was found",
+        raise ForgeRuntimeError(f"{bits}-bit quantization needs a CUDA GPU (bitsandbytes) and none was found",
                                 "set quantization.mode: none to train on the CPU, or run on a GPU machine", doc="no-cuda-gpu")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ForgeRuntimeError(f"{bits} quantization needs the bitsandbytes package, which is not installed",
+        raise ForgeRuntimeError(f"{bits}-bit quantization needs the bitsandbytes package, which is not installed",
                                 "pip install 'forge-finetune[gpu]'", doc="bitsandbytes-missing") from None
 
 
@@ -131,17 +137,17 @@ def load_tokenizer(plan: Any) -> Any:
     return prepare_tokenizer(plan.model, None).tokenizer
 
 
-def _tokenizer_from(plan_model: Mapping[str, Any], source: str, notes: list[str]) -> tuple[Any, list[str]]:
+def _tokenizer_from(plan_model: ModelPlan, source: str, notes: list[str]) -> tuple[Any, list[str]]:
     """The tokenizer with a pad token and the recipe's domain tokens; returns it and the tokens it added."""
     from transformers import AutoTokenizer
 
-    name = plan_model.get("tokenizer") or plan_model["name_or_path"]
-    tok_source = (source if name == plan_model["name_or_path"]
-                  else resolve_source(name, plan_model.get("tiny"), what="tokenizer"))
+    name = plan_model.tokenizer or plan_model.name_or_path
+    tok_source = (source if name == plan_model.name_or_path
+                  else resolve_source(name, plan_model.tiny, what="tokenizer"))
     location, gguf = pretrained_location(tok_source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **gguf, revision=plan_model.get("revision"),
-                                                  trust_remote_code=plan_model.get("trust_remote_code", False))
+        tokenizer = AutoTokenizer.from_pretrained(location, **gguf, revision=plan_model.revision,
+                                                  trust_remote_code=plan_model.trust_remote_code)
     except (OSError, ValueError) as e:
         if _is_local(tok_source):
             raise ForgeRuntimeError(f"cannot load the tokenizer in {tok_source}: {e}".splitlines()[0],
@@ -156,52 +162,52 @@ def _tokenizer_from(plan_model: Mapping[str, Any], source: str, notes: list[str]
                                     doc="tokenizer-problems")
         tokenizer.pad_token = tokenizer.eos_token
         notes.append(f"tokenizer has no pad token: using its eos token {tokenizer.eos_token!r} for padding")
-    domain = [t for t in plan_model.get("domain_tokens") or [] if t not in tokenizer.get_vocab()]
+    domain = [t for t in plan_model.domain_tokens if t not in tokenizer.get_vocab()]
     if domain:
         tokenizer.add_tokens(domain)
         notes.append(f"added {len(domain)} domain tokens to the tokenizer")
     return tokenizer, domain
 
 
-def quantization_config(quantization: Mapping[str, Any] | None) -> Any:
+def quantization_config(quantization: QuantizationPlan | None) -> Any:
     """A BitsAndBytesConfig from the plan's keyword arguments (dtype names become torch dtypes)."""
-    if not quantization:
+    if quantization is None:
         return None
     import torch
     from transformers import BitsAndBytesConfig
 
-    kwargs = dict(quantization)
+    kwargs = asdict(quantization)
     for key in ("bnb_4bit_compute_dtype", "bnb_4bit_quant_storage"):
         if isinstance(kwargs.get(key), str):
             kwargs[key] = getattr(torch, kwargs[key])
     return BitsAndBytesConfig(**kwargs)
 
 
-def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping[str, Any] | None,
+def load_model(plan_model: ModelPlan, source: str, quantization: QuantizationPlan | None,
                dtype: str, sharded: bool = False) -> Any:
     """The base model, quantized when the plan says so, on the CPU (or on this process's GPU when quantized;
     under ZeRO-3/FSDP, which place the shards themselves, without a device map)."""
     import torch
     import transformers
 
-    auto = getattr(transformers, AUTO_CLASSES[plan_model.get("task", "causal_lm")])
-    kwargs: dict[str, Any] = {"revision": plan_model.get("revision"), "dtype": getattr(torch, dtype),
-                              "trust_remote_code": plan_model.get("trust_remote_code", False)}
-    if plan_model.get("attn_implementation"):
-        kwargs["attn_implementation"] = plan_model["attn_implementation"]
-    if plan_model.get("num_labels"):
-        kwargs["num_labels"] = plan_model["num_labels"]
-    if plan_model.get("labels"):  # a token classifier's labels, read from its data (or saved with the run)
-        labels = list(plan_model["labels"])
+    auto = getattr(transformers, AUTO_CLASSES[plan_model.task])
+    kwargs: dict[str, Any] = {"revision": plan_model.revision, "dtype": getattr(torch, dtype),
+                              "trust_remote_code": plan_model.trust_remote_code}
+    if plan_model.attn_implementation:
+        kwargs["attn_implementation"] = plan_model.attn_implementation
+    if plan_model.num_labels:
+        kwargs["num_labels"] = plan_model.num_labels
+    if plan_model.labels:  # a token classifier's labels, read from its data (or saved with the run)
+        labels = list(plan_model.labels)
         kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
                       label2id={name: i for i, name in enumerate(labels)})
-    if quantization:
+    if quantization is not None:
         kwargs["quantization_config"] = quantization_config(quantization)
         if not sharded:
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     location, gguf = pretrained_location(source)
     if gguf:
-        if quantization:
+        if quantization is not None:
             raise ForgeRuntimeError(f"{source} is a GGUF model, which is dequantized on load and cannot also be "
                                     "quantized by bitsandbytes", "set quantization.mode: none", doc="model-not-found")
         from transformers import GgufConfig
@@ -223,22 +229,21 @@ def load_model(plan_model: Mapping[str, Any], source: str, quantization: Mapping
     if gguf:
         drop_gguf_quantizer(model)
         # what an adapter records as its base (adapter_config.json): the recipe's name, not the file's folder
-        model.name_or_path = plan_model["name_or_path"]
+        model.name_or_path = plan_model.name_or_path
     return model
 
 
-def attach_lora(model: Any, lora: Mapping[str, Any], new_token_ids: list[int]) -> Any:
+def attach_lora(model: Any, lora: LoraPlan, new_token_ids: list[int]) -> Any:
     """Wrap the model with LoRA adapters; new domain tokens get trainable embedding rows."""
     from peft import LoraConfig, get_peft_model
 
-    kwargs = dict(lora)
-    saved = kwargs.get("modules_to_save") or []
-    if new_token_ids and not any("embed" in m for m in saved):
+    kwargs = asdict(lora)
+    if new_token_ids and not any("embed" in m for m in lora.modules_to_save or []):
         kwargs["trainable_token_indices"] = list(new_token_ids)
-    if kwargs.get("task_type") == "TOKEN_CLS" and kwargs.get("target_modules") == "all-linear":
+    if lora.task_type == "TOKEN_CLS" and lora.target_modules == "all-linear":
         # PEFT trains the head fully (modules_to_save) and leaves it out of all-linear for SEQ_CLS only
         kwargs["exclude_modules"] = ["classifier", "score"]
-    if kwargs.get("task_type") == "FEATURE_EXTRACTION":
+    if lora.task_type == "FEATURE_EXTRACTION":
         kwargs["task_type"] = None  # a masked-LM head: the generic wrapper passes labels through
     return get_peft_model(model, LoraConfig(**kwargs))
 
@@ -253,17 +258,17 @@ class LoadedTokenizer:
     notes: list[str] = field(default_factory=list)
 
 
-def prepare_tokenizer(plan_model: Mapping[str, Any], quantization: Mapping[str, Any] | None = None) -> LoadedTokenizer:
+def prepare_tokenizer(plan_model: ModelPlan, quantization: QuantizationPlan | None = None) -> LoadedTokenizer:
     """Check the machine can load the model as planned, resolve where it comes from, and load its tokenizer."""
     check_quantization(quantization)  # before anything is read
     notes: list[str] = []
-    source = resolve_source(plan_model["name_or_path"], plan_model.get("tiny"))
+    source = resolve_source(plan_model.name_or_path, plan_model.tiny)
     tokenizer, new_tokens = _tokenizer_from(plan_model, source, notes)
     return LoadedTokenizer(tokenizer, source, new_tokens, notes)
 
 
-def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | None,
-                      quantization: Mapping[str, Any] | None, tokenizer: LoadedTokenizer, *, seed: int = 0,
+def load_for_training(plan_model: ModelPlan, lora: LoraPlan | None,
+                      quantization: QuantizationPlan | None, tokenizer: LoadedTokenizer, *, seed: int = 0,
                       gradient_checkpointing: bool = False,
                       gradient_checkpointing_kwargs: Mapping[str, Any] | None = None,
                       sharded: bool = False, fp32_norms: bool = False,
@@ -279,14 +284,14 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
     check_quantization(quantization)
     notes = list(tokenizer.notes)
     set_seed(seed)  # LoRA initialisation draws from the global generators
-    dtype = resolve_dtype(plan_model.get("dtype", "auto"))
+    dtype = resolve_dtype(plan_model.dtype)
     model = load_model(plan_model, tokenizer.source, quantization, dtype, sharded)
     tok = tokenizer.tokenizer
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tok))
         notes.append(f"resized token embeddings to {len(tok)}")
     model.config.pad_token_id = tok.pad_token_id
-    if quantization and (sharded or not fp32_norms):
+    if quantization is not None and (sharded or not fp32_norms):
         # not prepare_model_for_kbit_training, which casts norms, embeddings and head to fp32: slower, more
         # memory, and ZeRO-3/FSDP flatten parameters into one dtype
         for param in model.parameters():
@@ -294,7 +299,7 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(gradient_checkpointing_kwargs or {}))
         model.enable_input_require_grads()
-    elif quantization:
+    elif quantization is not None:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
@@ -302,11 +307,11 @@ def load_for_training(plan_model: Mapping[str, Any], lora: Mapping[str, Any] | N
             gradient_checkpointing_kwargs=dict(gradient_checkpointing_kwargs or {}))
     if before_lora is not None:
         notes += before_lora(model)
-    if lora and plan_model.get("adapter"):  # continued training: the parent's adapter, trainable
+    if lora is not None and plan_model.adapter:  # continued training: the parent's adapter, trainable
         from forge.model.continued import find_parent, start_from_adapter
 
-        model = start_from_adapter(model, find_parent(plan_model["adapter"]), lora, tokenizer.source)
-    elif lora:
+        model = start_from_adapter(model, find_parent(plan_model.adapter), lora, tokenizer.source)
+    elif lora is not None:
         model = attach_lora(model, lora, tok.convert_tokens_to_ids(tokenizer.new_tokens))
     return LoadedModel(model=model, tokenizer=tok, source=tokenizer.source, dtype=dtype,
                        params=count_parameters(model), new_tokens=tokenizer.new_tokens, notes=notes)

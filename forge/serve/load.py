@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forge.plan import EightBitPlan, FourBitPlan, ModelPlan, QuantizationPlan
 from forge.serve.errors import ServeError
 from forge.run_target import resolve_run_target
 
@@ -45,9 +46,9 @@ class ServedModel:
     weights_dir: str
     base_source: str
     tokenizer_source: str
-    plan_model: dict[str, Any]
+    plan_model: ModelPlan  # with a token classifier's labels, read from its saved weights
     dtype: str
-    quantization: dict[str, Any] | None
+    quantization: QuantizationPlan | None
     merge_adapter: bool
     chat_prompts: bool
     context_length: int | None = None
@@ -59,15 +60,15 @@ def resolve_target(target: str | Path, overrides: Sequence[str] = ()) -> tuple[A
     return resolve_run_target(target, overrides, ServeError)
 
 
-def serving_quantization(recipe: Any) -> dict[str, Any] | None:
+def serving_quantization(recipe: Any) -> QuantizationPlan | None:
     """BitsAndBytesConfig arguments for serving.quantization, with the recipe's 4-bit settings."""
     mode, q = recipe.serving.quantization, recipe.quantization
     if mode == "none":
         return None
     if mode == "8bit":
-        return {"load_in_8bit": True}
-    return {"load_in_4bit": True, "bnb_4bit_quant_type": q.quant_type, "bnb_4bit_use_double_quant": q.double_quant,
-            "bnb_4bit_compute_dtype": q.compute_dtype, "bnb_4bit_quant_storage": "uint8"}
+        return EightBitPlan()
+    return FourBitPlan(bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+                       bnb_4bit_compute_dtype=q.compute_dtype, bnb_4bit_quant_storage="uint8")
 
 
 def check_machine(serving: Any, cuda: bool) -> None:
@@ -83,9 +84,9 @@ def check_machine(serving: Any, cuda: bool) -> None:
         raise ServeError("serving.device is cuda but this machine has no CUDA GPU",
                          "set serving.device: auto or cpu", doc="no-cuda-gpu")
     if serving.quantization != "none":
-        from forge.model.load import check_quantization
+        from forge.model.load import check_bitsandbytes
 
-        check_quantization({"load_in_4bit" if serving.quantization == "4bit" else "load_in_8bit": True})
+        check_bitsandbytes(4 if serving.quantization == "4bit" else 8)
     if serving.batch_timeout >= serving.timeout:
         raise ServeError(f"serving.batch_timeout {serving.batch_timeout:g}s is not below serving.timeout "
                          f"{serving.timeout:g}s", "a request must be able to wait for its batch to fill")
@@ -139,14 +140,15 @@ def prepare_served(resolved: Any, run_dir: Path) -> ServedModel:
     kind, weights = _find_trained(run_dir, status)
     plan = compile_plan(recipe)
     base, tokenizer_source = trained_run_sources(recipe.model, kind, weights)
-    plan_model = dict(plan.model)
+    plan_model = plan.model
     if recipe.model.task == "token_classification":  # its labels were saved with the weights
         from forge.model.labels import LABELS_FILE, read_labels
 
-        plan_model["labels"] = read_labels(weights)
-        if not plan_model["labels"]:
+        labels = read_labels(weights)
+        if not labels:
             raise ServeError(f"{weights} holds no labels of the token classifier ({LABELS_FILE} or config.json "
                              "id2label)", "the run was not saved completely; train again with forge run")
+        plan_model = dataclasses.replace(plan_model, labels=tuple(labels))
     served = ServedModel(
         run_name=recipe.run.name, run_dir=str(run_dir), kind=kind, weights_dir=str(weights), base_source=base,
         tokenizer_source=tokenizer_source, plan_model=plan_model, dtype=recipe.serving.dtype,
@@ -216,8 +218,8 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     m = served.plan_model
     location, gguf = pretrained_location(served.base_source)
     try:
-        config = transformers.AutoConfig.from_pretrained(location, **gguf, revision=m.get("revision"),
-                                                         trust_remote_code=m.get("trust_remote_code", False))
+        config = transformers.AutoConfig.from_pretrained(location, **gguf, revision=m.revision,
+                                                         trust_remote_code=m.trust_remote_code)
         if gguf and hasattr(config, "quantization_config"):
             del config.quantization_config  # the worker dequantizes; the meta copy needs the plain shapes
     except Exception as e:  # a broken folder or an unreachable hub id; say which
@@ -234,11 +236,11 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     shapes = safetensors_shapes(weights)
     from forge.model.load import AUTO_CLASSES
 
-    auto = getattr(transformers, AUTO_CLASSES[m.get("task", "causal_lm")])
-    if m.get("labels"):  # a token classifier's head has one output per label (saved with the adapter)
-        config.num_labels = len(m["labels"])
+    auto = getattr(transformers, AUTO_CLASSES[m.task])
+    if m.labels:  # a token classifier's head has one output per label (saved with the adapter)
+        config.num_labels = len(m.labels)
     with torch.device("meta"):
-        model = auto.from_config(config, trust_remote_code=m.get("trust_remote_code", False))
+        model = auto.from_config(config, trust_remote_code=m.trust_remote_code)
     vocab = _tokenizer_size(served.tokenizer_source)
     problem = adapter_mismatch(model, shapes, vocab)
     if problem:
@@ -248,7 +250,7 @@ def check_fits(served: ServedModel) -> tuple[int | None, list[str]]:
     notes = []
     adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     trained_on = adapter_config.get("base_model_name_or_path")
-    if trained_on and trained_on not in (served.base_source, m.get("name_or_path")):
+    if trained_on and trained_on not in (served.base_source, m.name_or_path):
         notes.append(f"the adapter names {trained_on} as its base; serving it on {served.base_source} (shapes match)")
     return context, notes
 
@@ -334,7 +336,7 @@ def load_for_serving(served: ServedModel, device: str) -> tuple[Any, Any]:
         torch.cuda.set_device(torch.device(device))  # quantized weights load onto the current device
     location, gguf = pretrained_location(served.tokenizer_source)
     tokenizer = AutoTokenizer.from_pretrained(location, **gguf,
-                                              trust_remote_code=served.plan_model.get("trust_remote_code", False))
+                                              trust_remote_code=served.plan_model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     source = served.base_source if served.kind == "adapter" else served.weights_dir
@@ -347,7 +349,7 @@ def load_for_serving(served: ServedModel, device: str) -> tuple[Any, Any]:
         model = PeftModel.from_pretrained(model, served.weights_dir)
         if served.merge_adapter:
             model = model.merge_and_unload()
-    if not served.quantization:
+    if served.quantization is None:
         model = model.to(device)
     model.eval()
     return model, tokenizer

@@ -45,7 +45,7 @@ def serve(target: str, overrides: Sequence[str] = (), *, host: str | None = None
 
     location, gguf = pretrained_location(served.tokenizer_source)
     tokenizer = AutoTokenizer.from_pretrained(location, **gguf,
-                                              trust_remote_code=served.plan_model.get("trust_remote_code", False))
+                                              trust_remote_code=served.plan_model.trust_remote_code)
     # The processes' metric files: named before prometheus_client is first imported (by forge.serve.metrics)
     metrics_dir = tempfile.mkdtemp(prefix="forge-metrics-")
     os.environ[METRICS_DIR_ENV] = metrics_dir
@@ -84,7 +84,7 @@ def build_server(served: ServedModel, settings: Any, tokenizer: Any, api_key_dig
     threads = (None if os.environ.get("OMP_NUM_THREADS")
                else max(1, (os.cpu_count() or 1) // settings.workers_per_device))
     api_class = ForgeAPI
-    if served.plan_model.get("task") == "token_classification":  # a tagger: /v1/genes, no generation
+    if served.plan_model.task == "token_classification":  # a tagger: /v1/genes, no generation
         from forge.serve.tagger import TaggerAPI as api_class  # type: ignore[assignment]
     api = api_class(served, limits, max_batch_size=settings.max_batch_size, batch_timeout=settings.batch_timeout,
                     api_key_digest=api_key_digest, threads=threads)
@@ -168,7 +168,7 @@ def startup_text(served: ServedModel, settings: Any, server: Any) -> str:
         f"  api key    " + (f"required (from ${settings.api_key_env})" if settings.api_key_env
                             else "none: anyone who can reach the port may call it"),
         f"  endpoints  {where} " + (" ".join(p for p in API_PATHS if p in TAGGER_PATHS)
-                                     if served.plan_model.get("task") == "token_classification" else
+                                     if served.plan_model.task == "token_classification" else
                                      " ".join(p for p in API_PATHS if p != "/v1/genes")),
         f"  health     {where}/health (200 once the model is loaded), {where}/metrics (Prometheus)",
     ]

@@ -111,7 +111,8 @@ def library_versions() -> dict[str, str]:
 
 def device(plan: Any = None) -> str:
     """"cpu (16 CPUs)" or "cuda: 2 x NVIDIA H100 80GB HBM3, CUDA 12.8", plus the processes of the launch."""
-    world = (getattr(plan, "launch", None) or {}).get("world_size", 1)
+    launch = getattr(plan, "launch", None)  # a Plan's LaunchPlan, or none (a bare environment report)
+    world = launch.world_size if launch is not None else 1
     suffix = f", {world} processes" if world and world > 1 else ""
     try:
         import torch

@@ -16,10 +16,12 @@ import os
 import re
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
 from forge.model.errors import ForgeRuntimeError
+from forge.plan import EightBitPlan, FourBitPlan, LaunchPlan, LoraPlan, ModelPlan
 from forge.train.atomic import fsync_dir, read_json, read_jsonl, write_json, write_text
 
 MARKER = "forge-complete.json"
@@ -192,14 +194,37 @@ def checkpoint_info(root: Path) -> dict[str, Any]:
     return {"checkpoints": [p.name for p in complete], "last_checkpoint": str(complete[-1]) if complete else None}
 
 
-# What a checkpoint's weights depend on: resuming with any of these changed cannot load them
+# What a checkpoint's weights depend on: resuming with any of these changed cannot load them. The keys are
+# field names of the plan's records (plan.json holds Plan.to_dict(), and a run directory's plan.json from any
+# earlier Forge is read as that dict); _check_plan_keys refuses, at import, a key that no record has.
 MODEL_KEYS = {"model": ("name_or_path", "revision", "task", "num_labels", "tiny", "domain_tokens"),
               "lora": ("r", "target_modules", "modules_to_save", "use_dora", "bias"),
               "quantization": ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type")}
+# What decides whether a checkpoint's optimizer state can be read back (check_processes)
+LAUNCH_KEYS = {"launch": ("strategy", "world_size")}
+PLAN_RECORDS: dict[str, tuple[type, ...]] = {"model": (ModelPlan,), "lora": (LoraPlan,),
+                                            "quantization": (FourBitPlan, EightBitPlan), "launch": (LaunchPlan,)}
 
 
-def model_shape(plan: dict[str, Any]) -> dict[str, Any]:
-    """The plan's values that decide the shapes of the trained weights, as 'section.key': value."""
+def _check_plan_keys(keys: dict[str, tuple[str, ...]]) -> None:
+    """Raise RuntimeError when a key is not a field of its section's plan record: renamed there, the resume
+    checks would compare None with None and pass silently."""
+    for section, names in keys.items():
+        known = {f.name for record in PLAN_RECORDS[section] for f in fields(record)}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            records = ", ".join(record.__name__ for record in PLAN_RECORDS[section])
+            raise RuntimeError(f"forge/train/checkpoints.py reads plan.{section} keys {unknown} that {records} "
+                               "(forge/plan.py) no longer has: rename them here too")
+
+
+_check_plan_keys(MODEL_KEYS)
+_check_plan_keys(LAUNCH_KEYS)
+
+
+def weights_identity(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan's values that decide the shapes of the trained weights, as 'section.key': value. `plan` is a plan
+    as plan.json holds it (Plan.to_dict())."""
     shape: dict[str, Any] = {}
     for section, keys in MODEL_KEYS.items():
         values = plan.get(section)
@@ -222,7 +247,7 @@ def check_model_unchanged(run_dir: Path, recorded: dict[str, Any], plan: dict[st
     shape. A run directory without plan.json (written by every Forge run) is not checked."""
     if not recorded:
         return
-    before, now = model_shape(recorded), model_shape(plan)
+    before, now = weights_identity(recorded), weights_identity(plan)
     changed = [key for key in now if before.get(key) != now[key]]
     if changed:
         key = changed[0]
@@ -234,7 +259,8 @@ def check_model_unchanged(run_dir: Path, recorded: dict[str, Any], plan: dict[st
 
 
 def _processes(launch: dict[str, Any]) -> tuple[str, int]:
-    return str(launch.get("strategy", "none")), int(launch.get("world_size") or 1)
+    strategy, world = LAUNCH_KEYS["launch"]
+    return str(launch.get(strategy, "none")), int(launch.get(world) or 1)
 
 
 def check_processes(run_dir: Path, recorded: dict[str, Any], plan: dict[str, Any], notes: list[str]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.errors import see_docs
-from forge.plan import Plan
+from forge.plan import LaunchPlan, Plan
 from forge.train.atomic import read_json, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 
@@ -36,16 +36,16 @@ def launch_env(base: dict[str, str] | None = None, plan_env: dict[str, str] | No
     return env
 
 
-def accelerate_config(launch: dict[str, Any], *, cuda: bool, deepspeed_file: str | None) -> dict[str, Any]:
+def accelerate_config(launch: LaunchPlan, *, cuda: bool, deepspeed_file: str | None) -> dict[str, Any]:
     """accelerate's config (what `accelerate config` would write) for the plan's launch on this machine."""
-    strategy = launch["strategy"]
+    strategy = launch.strategy
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
-        "num_processes": launch["world_size"],
-        "num_machines": launch["num_machines"],
-        "machine_rank": launch["machine_rank"],
-        "main_process_ip": launch["main_address"],
-        "main_process_port": launch["main_port"],
+        "num_processes": launch.world_size,
+        "num_machines": launch.num_machines,
+        "machine_rank": launch.machine_rank,
+        "main_process_ip": launch.main_address,
+        "main_process_port": launch.main_port,
         "main_training_function": "main",
         "use_cpu": not cuda,
         "rdzv_backend": "static",
@@ -59,10 +59,12 @@ def accelerate_config(launch: dict[str, Any], *, cuda: bool, deepspeed_file: str
         config["fsdp_config"] = {
             "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_reshard_after_forward": True,
             "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_offload_params": bool(launch.get("offload_params")), "fsdp_use_orig_params": True,
+            # False as before: the plan's launch section has no offload_params, so distribution.offload_params
+            # does not reach FSDP
+            "fsdp_offload_params": False, "fsdp_use_orig_params": True,
         }
     else:
-        config["distributed_type"] = ("MULTI_GPU" if cuda else "MULTI_CPU") if launch["world_size"] > 1 else "NO"
+        config["distributed_type"] = ("MULTI_GPU" if cuda else "MULTI_CPU") if launch.world_size > 1 else "NO"
     if strategy != "deepspeed":  # with a DeepSpeed config file, accelerate refuses a mixed_precision of its own
         config["mixed_precision"] = "no"  # the trainer's bf16/fp16 arguments decide, from the recipe
     return config
@@ -74,33 +76,33 @@ def write_launch_files(plan: Plan, run_dir: Path, *, cuda: bool) -> Path:
     import yaml
 
     launch = plan.launch
-    own = launch.get("config_file")
+    own = launch.config_file
     if own and not own.endswith(".json"):
         return Path(own)
     # Machine 0 owns the (shared) run directory; another machine of a multi-node run keeps its own accelerate
     # config in a local temporary folder, so that nothing it writes races machine 0's fresh-or-resume decision.
-    first = launch.get("machine_rank", 0) == 0
+    first = launch.machine_rank == 0
     deepspeed_file = None
-    if launch["strategy"] == "deepspeed":
+    if launch.strategy == "deepspeed":
         deepspeed_file = own or str(run_dir / "deepspeed.json")
         if not own and first:
-            write_json(run_dir / "deepspeed.json", launch["deepspeed"])
+            write_json(run_dir / "deepspeed.json", launch.deepspeed)
     path = (run_dir if first else Path(tempfile.mkdtemp(prefix="forge-launch-"))) / "accelerate.yaml"
     write_text(path, yaml.safe_dump(accelerate_config(launch, cuda=cuda, deepspeed_file=deepspeed_file),
                                     sort_keys=False))
     return path
 
 
-def launch_command(config: Path, recipe_path: str, overrides: list[str], launch: dict[str, Any], *,
+def launch_command(config: Path, recipe_path: str, overrides: list[str], launch: LaunchPlan, *,
                    cuda: bool) -> list[str]:
     """`accelerate launch` on GPUs; on the CPU, torchrun (accelerate's CPU launcher needs MPI for more than one
     process), with the same rendezvous settings. Either starts `forge.train.worker` once per rank."""
     worker = ["-m", "forge.train.worker", recipe_path, *overrides]
     if cuda:
         return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *worker]
-    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={launch['num_machines']}",
-            f"--node_rank={launch['machine_rank']}", f"--nproc_per_node={launch['num_processes']}",
-            f"--master_addr={launch['main_address']}", f"--master_port={launch['main_port']}", *worker]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={launch.num_machines}",
+            f"--node_rank={launch.machine_rank}", f"--nproc_per_node={launch.num_processes}",
+            f"--master_addr={launch.main_address}", f"--master_port={launch.main_port}", *worker]
 
 
 def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: ResumeMode = "auto") -> int:
@@ -111,7 +113,7 @@ def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: Resum
 
     run_dir = Path(plan.run_dir).resolve()
     notes: list[str] = []
-    if plan.launch.get("machine_rank", 0) == 0:
+    if plan.launch.machine_rank == 0:
         from forge.data.readers import source_digests
         from forge.recipe.validate import resolve
 
@@ -125,9 +127,9 @@ def launch_run(recipe_path: str, overrides: list[str], plan: Plan, resume: Resum
     cuda = torch.cuda.is_available()
     config = write_launch_files(plan, run_dir, cuda=cuda)
     command = launch_command(config, recipe_path, overrides, plan.launch, cuda=cuda)
-    print(f"forge: launching {plan.launch['num_processes']} process(es) on this machine, {plan.launch['world_size']} "
-          f"in all ({plan.launch['strategy']}): {' '.join(command[2:4])} ...", flush=True)
-    process = subprocess.Popen(command, env=launch_env(plan_env=plan.launch.get("env")), start_new_session=True)
+    print(f"forge: launching {plan.launch.num_processes} process(es) on this machine, {plan.launch.world_size} "
+          f"in all ({plan.launch.strategy}): {' '.join(command[2:4])} ...", flush=True)
+    process = subprocess.Popen(command, env=launch_env(plan_env=plan.launch.env), start_new_session=True)
     forwarded: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:

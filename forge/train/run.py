@@ -1,6 +1,7 @@
-"""`forge run`, executed: one function that takes a resolved recipe and its Plan through a whole training run,
-top to bottom: run directory and resume, tokenizer, data, model, batch size, tracking, trainer, training,
-final evaluation, adapter, summary.
+"""`forge run`, executed: `run_recipe` takes a resolved recipe and its Plan through a whole training run as a
+list of named stages, each returning a small frozen record: the run directory (resumed or fresh), the parent
+adapter, tokenizer and data, the speed switches, the model, the memory plan, the trainer's arguments, tracking,
+the trainer, training, the final adapter and the summary.
 
 Everything a run produces lands in `<run_dir>`: recipe.yaml, plan.json, metrics.jsonl, checkpoints/,
 adapter/ and summary.json (see docs/training.md).
@@ -14,19 +15,26 @@ import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Iterator
-from typing import Any, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from forge.data.readers import source_digests
 from forge.file_modes import as_umask_allows
 from forge.model.errors import ForgeRuntimeError
 from forge.model.report import human_bytes, peak_memory_bytes, peak_reserved_bytes
-from forge.plan import Plan
+from forge.plan import FourBitPlan, LaunchPlan, Plan
 from forge.recipe.schema import Recipe
 from forge.train.atomic import disk_full, read_json, read_jsonl, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 from forge.train.progress import plan_summary, quiet_library_bars
+
+if TYPE_CHECKING:
+    from forge.model.load import LoadedModel, LoadedTokenizer
+    from forge.train.memory import MemoryPlan
+    from forge.train.speed import Speed
+    from forge.train.trainer import TrainerSettings
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1}
 
@@ -59,21 +67,75 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
 
     resume: auto (continue from the newest complete checkpoint if there is one), always (fail without one),
     never (move an existing run directory aside and start fresh). Extra trainer callbacks may be passed.
+
+    Each stage returns a frozen record; `record` (the summary so far, the notes, the tracker) is what they add to.
+    A run directory that cannot be resumed as asked raises before anything is recorded; from then on, whatever
+    stops the run is recorded in summary.json as a failed or interrupted run (`_recorded_if_it_fails`).
     """
+    recipe = resolved.recipe
+    record = _open_run_dir(resolved, plan, resume, progress)
+    with _recorded_if_it_fails(record):
+        parent = _continued_adapter(plan, record)
+        data = _prepare_data(recipe, plan, record)
+        switches = _decide_switches(recipe, plan, record)
+        model = _prepare_model(recipe, plan, data, switches, record)
+        switches = _fit_memory(recipe, model, switches, record)
+        setup = _trainer_setup(recipe, plan, model, switches, data, record)
+        _start_tracking(resolved, plan, parent, record)
+        training = _make_trainer(recipe, plan, model, switches, setup, data, record, callbacks)
+        status = _train(training, record)
+        adapter = _save_adapter(recipe, plan, training, data, status, record)
+        return _summarize(model, setup, switches, data, training, status, adapter, record)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where the run writes and what this session starts from."""
+
+    run_dir: Path
+    started: float
+    rank: int
+    world: int
+    progress: bool  # this process prints progress (rank 0 alone, under a multi-process launch)
+    checkpoint: Path | None  # the newest complete checkpoint this session resumes from
+    previous: dict[str, Any]  # summary.json as the last session left it
+    digests: dict[str, str]  # the data files' SHA-256 (rank 0 alone reads them)
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: under a multi-process launch it alone logs, prints and writes the run's files."""
+        return self.rank == 0
+
+
+@dataclass
+class RunRecord:
+    """The run as summary.json tells it so far: the one record the stages change (the crash path writes it as it
+    stands), with the notes for the summary block and what the crash path must close (tracker, progress bar)."""
+
+    start: RunStart
+    summary: dict[str, Any]
+    notes: list[str]
+    tracker: Any = None
+    bar: Any = None
+
+    def save(self) -> None:
+        if self.start.main:
+            write_json(self.start.run_dir / "summary.json", self.summary)
+
+    def say(self, text: str) -> None:
+        if self.start.progress:
+            print(text, flush=True)
+
+
+def _open_run_dir(resolved: ResolvedRecipe, plan: Plan, resume: ResumeMode, progress: bool) -> RunRecord:
+    """The run directory: resumed from its newest complete checkpoint, or fresh (an old one moved aside); the
+    recipe, plan and a `running` summary written into it."""
     recipe = resolved.recipe
     started = time.time()
     run_dir = Path(plan.run_dir).resolve()
     rank, world = process_rank()
-    main = rank == 0  # under a multi-process launch, rank 0 alone logs, prints and writes the run's files
-    progress = progress and main
-    say = _printer(progress)
+    main = rank == 0
     notes: list[str] = list(plan.notes)
-
-    def save_summary() -> None:
-        if main:
-            write_json(run_dir / "summary.json", summary)
-
-    # 1. The run directory: resume from its newest complete checkpoint, or start fresh
     previous = read_json(run_dir / "summary.json")
     digests = source_digests(recipe.data.sources) if main else {}
     checkpoint = prepare_run_dir(run_dir, resume, notes, sources_sha256=digests if main else None,
@@ -81,218 +143,358 @@ def run_recipe(resolved: ResolvedRecipe, plan: Plan, *, resume: ResumeMode = "au
     if main:
         write_text(run_dir / "recipe.yaml", resolved.yaml_text)
         write_json(run_dir / "plan.json", plan.to_dict())
-    summary: dict[str, Any] = {"status": "running", "run_name": recipe.run.name, "run_dir": str(run_dir),
+    start = RunStart(run_dir=run_dir, started=started, rank=rank, world=world, progress=progress and main,
+                     checkpoint=checkpoint, previous=previous, digests=digests)
+    record = RunRecord(start, {"status": "running", "run_name": recipe.run.name, "run_dir": str(run_dir),
                                "resumed_from": str(checkpoint) if checkpoint else None, "started_at": started,
-                               "world_size": world, "data": {"sources_sha256": digests}}
-    save_summary()
-    tracker = None
-    bar: Any = None
+                               "world_size": world, "data": {"sources_sha256": digests}}, notes)
+    record.save()
+    return record
+
+
+@contextlib.contextmanager
+def _recorded_if_it_fails(record: RunRecord) -> Iterator[None]:
+    """The crash path, around every stage after the run directory's: whatever is raised (an error, Ctrl-C,
+    SystemExit) is recorded in summary.json as a failed or interrupted run, with the complete checkpoints that
+    stay for a resume, and raised again (the CLI turns a ForgeError into one line and exit 2). metrics.jsonl was
+    written line by line, and nothing here deletes a checkpoint."""
     try:
-        import torch
-
-        from forge.model.load import load_for_training, prepare_tokenizer
-        from forge.train.micro_batch import choose_micro_batch, cuda_probe
-        from forge.train.speed import apply_liger, attention_for, compile_regions, fuse_lora, hold_dense
-        from forge.train.speed import decide as decide_speed
-        from forge.train.trainer import build_trainer, trainer_settings
-
-        cuda = torch.cuda.is_available()
-        seed = recipe.run.seed
-        checkpointing = bool(plan.trainer.get("activation_checkpointing", plan.trainer.get("gradient_checkpointing")))
-        checkpointing_kwargs = plan.trainer.get("activation_checkpointing_kwargs",
-                                                plan.trainer.get("gradient_checkpointing_kwargs"))
-
-        # 2. Tokenizer (4-bit/8-bit without CUDA is refused here, before anything is read); the adapter a
-        # continued run starts from (model.adapter), recorded as its parent
-        parent = _parent(plan)
-        if parent is not None:
-            summary["parent"] = parent.to_dict()
-            notes.append(f"continuing the adapter {parent.adapter}" + (
-                f" (run {parent.run_name}, validation loss {parent.eval_loss:.4f})"
-                if parent.run_name and parent.eval_loss is not None else ""))
-        tokenizer = prepare_tokenizer(plan.model, plan.quantization)
-
-        # 3. Data: the recipe's papers as train/validation examples
-        bundle = load_data(recipe, tokenizer.tokenizer, progress)
-        train = _trainer_rows(bundle.train, plan)
-        validation = _trainer_rows(bundle.validation, plan)
-        if validation is not None and len(validation) == 0:
-            validation = None
-
-        # 4. Model: base weights, quantization, speed switches, LoRA
-        sharded = sharded_engine(plan.launch)
-        speed = decide_speed(plan.trainer.get("speed"), cuda=cuda, task=plan.model["task"],
-                             gradient_checkpointing=checkpointing, quantized=bool(plan.quantization),
-                             engine=plan.launch.get("strategy", "none"), lora=bool(plan.lora),
-                             dora=bool((plan.lora or {}).get("use_dora")),
-                             zero3=sharded and plan.launch.get("strategy") == "deepspeed",
-                             tokens=None if recipe.training.micro_batch_size == "auto" else
-                             plan.trainer["per_device_train_batch_size"] * plan.trainer["max_length"])
-        from forge.train import memory as memory_module
-
-        # training.memory: a GPU too crowded for even the smallest setting stops here, before minutes of loading
-        memory_planned = memory_module.planned(recipe, cuda=cuda, engine=plan.launch.get("strategy", "none"),
-                                               world=world)
-        if memory_planned:
-            notes += filter(None, [memory_module.check_before_load(recipe, speed, plan.estimate)])
-        plan_model = {**plan.model, "attn_implementation": attention_for(
-            speed, plan.model.get("attn_implementation"), cuda=cuda, packing=bool(plan.trainer.get("packing")))}
-        if plan.model["task"] == "token_classification":  # the classifier's labels come from its data
-            plan_model["labels"] = list(bundle.train.features["tags"].feature.names)
-        with quiet_library_bars():
-            loaded = load_for_training(plan_model, plan.lora, plan.quantization, tokenizer, seed=seed,
-                                       gradient_checkpointing=checkpointing,
-                                       gradient_checkpointing_kwargs=checkpointing_kwargs,
-                                       sharded=sharded, fp32_norms=speed.fp32_norms,
-                                       before_lora=(lambda m: [apply_liger(m)]) if speed.liger_kernels else None)
-        if speed.fused_lora:
-            notes.append(fuse_lora(loaded.model))
-        if speed.compile == "regional" and not checkpointing:  # under checkpointing: inside it (below)
-            notes.append(compile_regions(loaded.model))
-        notes += loaded.notes
-        # training.memory: which layers are checkpointed and offloaded, and the micro-batch, for what is free now
-        memory_plan = memory_module.plan_after_load(recipe, loaded.model, speed, notes) if memory_planned else None
-        if memory_plan is not None and memory_plan.choice.dense:
-            notes.append(hold_dense(loaded.model, memory_plan.choice.dense))
-        if memory_plan is not None and not memory_plan.choice.offloaded:
-            speed = dataclasses.replace(speed, activation_offload=False)  # nothing for it to move
-        if memory_plan is not None and not memory_plan.choice.checkpointed and checkpointing:
-            checkpointing = False
-            loaded.model.activation_checkpointing_disable()  # on already for a quantized model
-            if speed.compile == "regional":
-                notes.append(compile_regions(loaded.model))
-
-        flops, peak_flops = memory_module.flops_for(
-            recipe, loaded.model, cuda=cuda, checkpointed=memory_plan.choice.checkpointed if memory_plan else
-            None if checkpointing else 0)
-
-        # 5. Micro-batch: the plan's, or the largest that fits (same effective batch)
-        micro, accumulation = None, None
-        if recipe.training.micro_batch_size == "auto" and memory_plan is not None:
-            effective = recipe.training.effective_batch_size or plan.trainer["gradient_accumulation_steps"]
-            micro, accumulation = memory_plan.choice.micro_batch, effective // memory_plan.choice.micro_batch
-            notes.append(f"micro_batch_size auto: {micro} x {accumulation} accumulation = {effective} per step")
-        elif recipe.training.micro_batch_size == "auto":
-            effective = recipe.training.effective_batch_size or plan.trainer["gradient_accumulation_steps"]
-            fits = cuda_probe(loaded.model, plan.trainer["max_length"], len(loaded.tokenizer),
-                              gradient_checkpointing=checkpointing,
-                              gradient_checkpointing_kwargs=checkpointing_kwargs) if cuda else None
-            micro = choose_micro_batch(effective, cuda=cuda, fits=fits)
-            accumulation = effective // micro
-            notes.append(f"micro_batch_size auto: {micro} x {accumulation} accumulation = {effective} per step")
-        settings = trainer_settings(plan.trainer, output_dir=str(run_dir / "checkpoints"), micro_batch=micro,
-                                    accumulation=accumulation, cuda=cuda,
-                                    bf16_supported=cuda and torch.cuda.is_bf16_supported(), show_progress=progress)
-        settings.args["activation_offloading"] = speed.activation_offload and checkpointing
-        if memory_plan is not None:  # one process: Forge's own offload, of the inputs the plan names, or none
-            settings.args.update(activation_checkpointing=checkpointing, activation_offloading=False)
-        if settings.args["dataloader_num_workers"]:  # tokenizing is done: no fork-after-parallelism warning
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        layers = (memory_plan.choice.checkpointed, memory_plan.choice.offloaded) if memory_plan else (None, None)
-        routes = _checkpoint_routes(loaded.model, settings, notes, offload=speed.activation_offload and world == 1
-                                    and layers[1] != 0, compiled=speed.compile == "regional",
-                                    layers=layers) if checkpointing else None
-        settings.speed = summary["speed"] = speed.to_dict()
-        _distributed_args(settings.args, plan.launch, run_dir, world)
-        if validation is None:
-            _no_validation(settings.args, notes)
-        if checkpoint is not None:
-            settings.args["eval_on_start"] = False  # the baseline was measured before the interruption
-
-        # 6. Tracking: MLflow, or a pending file when MLflow is down (never stops training)
-        tracker = _start_tracking(resolved, plan, run_dir, previous if checkpoint else None) if main else None
-        summary["mlflow_run_id"] = tracker.run_id if tracker else None
-        if tracker and parent is not None:
-            tracker.set_tags(parent.tags())
-        save_summary()
-
-        # 7. Trainer: SFTTrainer with Forge's callbacks
-        from forge.train.callbacks import CheckpointMarker, MetricsLog, NonFiniteGuard
-        from forge.train.losses import loss_function
-        from forge.train.progress import ProgressBar
-        from forge.train.signals import StopOnSignal, stop_on_signals
-
-        metrics = MetricsLog(run_dir / "metrics.jsonl", tracker.log_metrics if tracker else None)
-        # the guard checks the norm the trainer computed for clipping this step (ForgeSFTTrainer keeps it)
-        guard = NonFiniteGuard(check_gradients=settings.precision != "fp16",
-                               norm=lambda: getattr(trainer, "forge_grad_norm", None))
-        stopper = StopOnSignal()
-        bar = ProgressBar(flops, peak_flops) if progress else None
-        # the guard after the stopper: a step that a signal makes save waits for its gradient norm first
-        forge_callbacks = [*([metrics] if main else []), CheckpointMarker(), stopper, guard,
-                           *([bar] if bar else []), *([routes] if routes else [])]
-        with quiet_library_bars():
-            trainer = build_trainer(plan.model["task"], loaded.model, loaded.tokenizer, settings, train, validation,
-                                    loss_function=loss_function(settings.loss, recipe.training.loss_module),
-                                    callbacks=forge_callbacks + list(callbacks or []))
-        say(f"forge run {recipe.run.name}\n" + plan_summary(
-            _summary_lines(plan, loaded, settings, trainer, bundle, run_dir, checkpoint, tracker, cuda), notes))
-
-        # 8. Train; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly
-        with stop_on_signals(stopper), _full_disk_in_one_line(run_dir):
-            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        status = _status(guard, stopper, trainer)
-
-        # 9. Final evaluation and the adapter (only for a run that finished or stopped early)
-        adapter_path = None
-        if status in ("completed", "stopped"):
-            if validation is not None:
-                metrics.final = True
-                trainer.evaluate()
-            with _full_disk_in_one_line(run_dir):
-                adapter_path = _save_final(trainer, run_dir / ("adapter" if plan.lora else "model"), main)
-                if main and plan_model.get("labels"):  # an adapter folder has no config to hold them
-                    from forge.model.labels import save_labels
-
-                    save_labels(adapter_path, plan_model["labels"])
-            if tracker:
-                tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter,
-                                    results=_validation_results(run_dir))
-        if status == "failed":
-            last = checkpoint_info(run_dir / "checkpoints")["last_checkpoint"]
-            summary["error"] = (f"training stopped at step {guard.failed_step}: {guard.reason}; the last good "
-                                f"checkpoint is {last or 'none'} (lower optimizer.lr, keep max_grad_norm on, "
-                                "or check the data)")
-            say(f"forge: {summary['error']}")
-        if status == "interrupted":
-            summary["exit_code"] = stopper.exit_code
-            say(f"forge: interrupted at step {trainer.state.global_step}; checkpoint saved, run again to resume")
-
-        summary.update(_results(run_dir, trainer, metrics, loaded, bundle, settings, micro or 0, started))
-        summary["flops"] = memory_module.flops_summary(flops, peak_flops, summary.get("tokens_per_second"))
-        if memory_plan is not None:
-            summary["memory"] = memory_plan.summary(summary.get("peak_memory_bytes"))
-        if world > 1:  # each rank's own peak; `forge run` gathers them into summary.json once all have exited
-            write_json(run_dir / "ranks" / f"{rank}.json", {"rank": rank, "peak_memory_bytes": peak_memory_bytes(),
-                                                            "peak_memory_reserved_bytes": peak_reserved_bytes()})
-        summary["data"]["sources_sha256"] = digests
-        summary.update(status=status, adapter_path=str(adapter_path) if adapter_path else None,
-                       notes=notes, tracking=tracker.summary() if tracker else {"status": "disabled"})
-        summary.setdefault("exit_code", EXIT_CODES.get(status, 1))
-        if tracker:
-            tracker.finish(status)
-            summary.update(tracking=tracker.summary(), mlflow_run_id=tracker.run_id)
-        save_summary()
-        if status in ("completed", "stopped"):
-            say(_final_line(summary))
-        return summary
+        yield
     except BaseException as e:
-        if bar is not None:
-            bar.close()
+        if record.bar is not None:
+            record.bar.close()
         interrupted = isinstance(e, KeyboardInterrupt)
-        summary.update(status="interrupted" if interrupted else "failed", error=str(e) or type(e).__name__,
-                       exception=type(e).__name__,
-                       exit_code=130 if interrupted else 1, wall_seconds=round(time.time() - started, 2),
-                       peak_memory_bytes=peak_memory_bytes(), notes=notes,
-                       **checkpoint_info(run_dir / "checkpoints"))
-        if tracker:
-            tracker.finish(summary["status"])
-            summary.update(tracking=tracker.summary(), mlflow_run_id=tracker.run_id)
+        record.summary.update(status="interrupted" if interrupted else "failed", error=str(e) or type(e).__name__,
+                              exception=type(e).__name__, exit_code=130 if interrupted else 1,
+                              wall_seconds=round(time.time() - record.start.started, 2),
+                              peak_memory_bytes=peak_memory_bytes(), notes=record.notes,
+                              **checkpoint_info(record.start.run_dir / "checkpoints"))
+        if record.tracker:
+            record.tracker.finish(record.summary["status"])
+            record.summary.update(tracking=record.tracker.summary(), mlflow_run_id=record.tracker.run_id)
         try:
-            save_summary()
+            record.save()
         except OSError:  # a full disk: the summary keeps its last state; the error that stopped the run goes up
             pass
         raise
+
+
+def _continued_adapter(plan: Plan, record: RunRecord) -> Any:
+    """The adapter a continued run starts from (model.adapter; forge.model.continued.Parent), recorded as its
+    parent, or None."""
+    parent = _parent(plan)
+    if parent is not None:
+        record.summary["parent"] = parent.to_dict()
+        record.notes.append(f"continuing the adapter {parent.adapter}" + (
+            f" (run {parent.run_name}, validation loss {parent.eval_loss:.4f})"
+            if parent.run_name and parent.eval_loss is not None else ""))
+    return parent
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The tokenizer and the recipe's examples as the trainer takes them."""
+
+    tokenizer: LoadedTokenizer
+    bundle: Any  # the data layer's splits and reading statistics
+    train: Any
+    validation: Any | None  # None when there are no validation examples
+    labels: list[str] | None  # a token classifier's labels, from its data
+
+
+def _prepare_data(recipe: Recipe, plan: Plan, record: RunRecord) -> RunData:
+    """The tokenizer (4-bit/8-bit without CUDA is refused here, before anything is read), then the recipe's
+    papers as train/validation rows."""
+    from forge.model.load import prepare_tokenizer
+
+    tokenizer = prepare_tokenizer(plan.model, plan.quantization)
+    bundle = load_data(recipe, tokenizer.tokenizer, record.start.progress)
+    validation = _trainer_rows(bundle.validation, plan)
+    labels = (list(bundle.train.features["tags"].feature.names)  # the classifier's labels come from its data
+              if plan.model.task == "token_classification" else None)
+    return RunData(tokenizer, bundle, _trainer_rows(bundle.train, plan),
+                   None if validation is not None and len(validation) == 0 else validation, labels)
+
+
+@dataclass(frozen=True)
+class Switches:
+    """What this machine runs the plan with: the speed switches (forge/train/speed.py) and activation
+    checkpointing, then (after loading) training.memory's plan for the device and the FLOPs per token."""
+
+    cuda: bool
+    speed: Speed
+    checkpointing: bool
+    checkpointing_kwargs: dict[str, Any] | None
+    sharded: bool  # ZeRO-3 or FSDP shard the parameters: the model loads without a device map
+    memory_planned: bool  # training.memory plans this run (one process, CUDA, a causal LM)
+    memory_plan: MemoryPlan | None = None  # once the model is loaded
+    flops: Any = None
+    peak_flops: Any = None
+
+
+def _decide_switches(recipe: Recipe, plan: Plan, record: RunRecord) -> Switches:
+    """The speed switches for this machine; a GPU too crowded for even training.memory's smallest setting stops
+    here, before minutes of loading."""
+    import torch
+
+    from forge.train import memory as memory_module
+    from forge.train.speed import decide as decide_speed
+
+    cuda, world = torch.cuda.is_available(), record.start.world
+    checkpointing = bool(plan.trainer.get("activation_checkpointing", plan.trainer.get("gradient_checkpointing")))
+    sharded, strategy = plan.launch.shards_parameters, plan.launch.strategy
+    speed = decide_speed(plan.trainer.get("speed"), cuda=cuda, task=plan.model.task,
+                         gradient_checkpointing=checkpointing, quantized=plan.quantization is not None,
+                         engine=strategy, lora=plan.lora is not None,
+                         dora=plan.lora is not None and plan.lora.use_dora,
+                         zero3=sharded and strategy == "deepspeed",
+                         tokens=None if recipe.training.micro_batch_size == "auto" else
+                         plan.trainer["per_device_train_batch_size"] * plan.trainer["max_length"])
+    memory_planned = memory_module.planned(recipe, cuda=cuda, engine=strategy, world=world)
+    if memory_planned:
+        record.notes.extend(filter(None, [memory_module.check_before_load(recipe, speed, plan.estimate)]))
+    kwargs = plan.trainer.get("activation_checkpointing_kwargs", plan.trainer.get("gradient_checkpointing_kwargs"))
+    return Switches(cuda=cuda, speed=speed, checkpointing=checkpointing, checkpointing_kwargs=kwargs,
+                    sharded=sharded, memory_planned=memory_planned)
+
+
+def _prepare_model(recipe: Recipe, plan: Plan, data: RunData, switches: Switches, record: RunRecord) -> LoadedModel:
+    """Base weights, quantization, kernels and LoRA, as forge.model.load.LoadedModel; the attention kernel is the
+    speed switches' choice."""
+    from forge.model.load import load_for_training
+    from forge.train.speed import apply_liger, attention_for, compile_regions, fuse_lora
+
+    speed = switches.speed
+    attention = attention_for(speed, plan.model.attn_implementation, cuda=switches.cuda,
+                              packing=bool(plan.trainer.get("packing")))
+    plan_model = dataclasses.replace(plan.model, attn_implementation=attention,
+                                     labels=None if data.labels is None else tuple(data.labels))
+    with quiet_library_bars():
+        loaded = load_for_training(plan_model, plan.lora, plan.quantization, data.tokenizer, seed=recipe.run.seed,
+                                   gradient_checkpointing=switches.checkpointing,
+                                   gradient_checkpointing_kwargs=switches.checkpointing_kwargs,
+                                   sharded=switches.sharded, fp32_norms=speed.fp32_norms,
+                                   before_lora=(lambda m: [apply_liger(m)]) if speed.liger_kernels else None)
+    if speed.fused_lora:
+        record.notes.append(fuse_lora(loaded.model))
+    if speed.compile == "regional" and not switches.checkpointing:  # under checkpointing: inside it (_trainer_setup)
+        record.notes.append(compile_regions(loaded.model))
+    record.notes.extend(loaded.notes)
+    return loaded
+
+
+def _fit_memory(recipe: Recipe, model: LoadedModel, switches: Switches, record: RunRecord) -> Switches:
+    """training.memory's plan for what is free now (which layers are checkpointed and offloaded, the
+    micro-batch), the switches it turns off, and the FLOPs per token for the MFU."""
+    from forge.train import memory as memory_module
+    from forge.train.speed import compile_regions, hold_dense
+
+    speed, checkpointing = switches.speed, switches.checkpointing
+    memory_plan = (memory_module.plan_after_load(recipe, model.model, speed, record.notes)
+                   if switches.memory_planned else None)
+    if memory_plan is not None and memory_plan.choice.dense:
+        record.notes.append(hold_dense(model.model, memory_plan.choice.dense))
+    if memory_plan is not None and not memory_plan.choice.offloaded:
+        speed = dataclasses.replace(speed, activation_offload=False)  # nothing for it to move
+    if memory_plan is not None and not memory_plan.choice.checkpointed and checkpointing:
+        checkpointing = False
+        model.model.activation_checkpointing_disable()  # on already for a quantized model
+        if speed.compile == "regional":
+            record.notes.append(compile_regions(model.model))
+    flops, peak_flops = memory_module.flops_for(
+        recipe, model.model, cuda=switches.cuda, checkpointed=memory_plan.choice.checkpointed if memory_plan else
+        None if checkpointing else 0)
+    return dataclasses.replace(switches, speed=speed, checkpointing=checkpointing, memory_plan=memory_plan,
+                               flops=flops, peak_flops=peak_flops)
+
+
+@dataclass(frozen=True)
+class TrainerSetup:
+    """SFTConfig arguments for this machine, the micro-batch chosen for `auto`, and the callback that installs
+    Forge's checkpoint function (offload, regional compile) or None."""
+
+    settings: TrainerSettings
+    micro: int | None
+    routes: Any
+
+
+def _trainer_setup(recipe: Recipe, plan: Plan, model: LoadedModel, switches: Switches, data: RunData,
+                   record: RunRecord) -> TrainerSetup:
+    """The micro-batch (the plan's, or the largest that fits at the same effective batch) and the trainer
+    arguments: precision, activation offload, the launch's, no evaluation without validation rows."""
+    import torch
+
+    from forge.train.trainer import trainer_settings
+
+    start, speed, memory_plan = record.start, switches.speed, switches.memory_plan
+    micro, accumulation = _micro_batch(recipe, plan, model, switches, record.notes)
+    settings = trainer_settings(plan.trainer, output_dir=str(start.run_dir / "checkpoints"), micro_batch=micro,
+                                accumulation=accumulation, cuda=switches.cuda,
+                                bf16_supported=switches.cuda and torch.cuda.is_bf16_supported(),
+                                show_progress=start.progress)
+    settings.args["activation_offloading"] = speed.activation_offload and switches.checkpointing
+    if memory_plan is not None:  # one process: Forge's own offload, of the inputs the plan names, or none
+        settings.args.update(activation_checkpointing=switches.checkpointing, activation_offloading=False)
+    if settings.args["dataloader_num_workers"]:  # tokenizing is done: no fork-after-parallelism warning
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    layers = (memory_plan.choice.checkpointed, memory_plan.choice.offloaded) if memory_plan else (None, None)
+    routes = _checkpoint_routes(model.model, settings, record.notes, offload=speed.activation_offload and
+                                start.world == 1 and layers[1] != 0, compiled=speed.compile == "regional",
+                                layers=layers) if switches.checkpointing else None
+    settings.speed = record.summary["speed"] = speed.to_dict()
+    _distributed_args(settings.args, plan.launch, start.run_dir, start.world)
+    if data.validation is None:
+        _no_validation(settings.args, record.notes)
+    if start.checkpoint is not None:
+        settings.args["eval_on_start"] = False  # the baseline was measured before the interruption
+    return TrainerSetup(settings, micro, routes)
+
+
+def _micro_batch(recipe: Recipe, plan: Plan, model: LoadedModel, switches: Switches,
+                 notes: list[str]) -> tuple[int | None, int | None]:
+    """(micro-batch, accumulation) for micro_batch_size auto: the memory plan's, or the largest the GPU fits (1
+    on the CPU), at the same effective batch; (None, None) keeps the plan's."""
+    from forge.train.micro_batch import choose_micro_batch, cuda_probe
+
+    if recipe.training.micro_batch_size != "auto":
+        return None, None
+    effective = recipe.training.effective_batch_size or plan.trainer["gradient_accumulation_steps"]
+    if switches.memory_plan is not None:
+        micro = switches.memory_plan.choice.micro_batch
+    else:
+        fits = cuda_probe(model.model, plan.trainer["max_length"], len(model.tokenizer),
+                          gradient_checkpointing=switches.checkpointing,
+                          gradient_checkpointing_kwargs=switches.checkpointing_kwargs) if switches.cuda else None
+        micro = choose_micro_batch(effective, cuda=switches.cuda, fits=fits)
+    notes.append(f"micro_batch_size auto: {micro} x {effective // micro} accumulation = {effective} per step")
+    return micro, effective // micro
+
+
+def _start_tracking(resolved: ResolvedRecipe, plan: Plan, parent: Any, record: RunRecord) -> None:
+    """The MLflow run (rank 0), opened with the recipe, its chain, plan, git state, versions and device
+    (forge/track), or a pending file when MLflow is down: tracking never stops training."""
+    start = record.start
+    if start.main:
+        from forge.track.metadata import track_run
+
+        record.tracker = track_run(resolved, plan, start.run_dir, resume_run_id=(
+            (start.previous if start.checkpoint else None) or {}).get("mlflow_run_id"))
+    record.summary["mlflow_run_id"] = record.tracker.run_id if record.tracker else None
+    if record.tracker and parent is not None:
+        record.tracker.set_tags(parent.tags())
+    record.save()
+
+
+@dataclass(frozen=True)
+class Training:
+    """The trainer and the Forge callbacks whose state says how training ended."""
+
+    trainer: Any
+    metrics: Any  # forge.train.callbacks.MetricsLog
+    guard: Any  # NonFiniteGuard
+    stopper: Any  # StopOnSignal
+
+
+def _make_trainer(recipe: Recipe, plan: Plan, model: LoadedModel, switches: Switches, setup: TrainerSetup,
+                  data: RunData, record: RunRecord, callbacks: list[Any] | None) -> Training:
+    """SFTTrainer (or transformers' Trainer for encoders) with Forge's callbacks; prints the run's summary block."""
+    from forge.train.callbacks import CheckpointMarker, MetricsLog, NonFiniteGuard
+    from forge.train.losses import loss_function
+    from forge.train.progress import ProgressBar
+    from forge.train.signals import StopOnSignal
+    from forge.train.trainer import build_trainer
+
+    start, settings, tracker = record.start, setup.settings, record.tracker
+    metrics = MetricsLog(start.run_dir / "metrics.jsonl", tracker.log_metrics if tracker else None)
+    # the guard checks the norm the trainer computed for clipping this step (ForgeSFTTrainer keeps it)
+    guard = NonFiniteGuard(check_gradients=settings.precision != "fp16",
+                           norm=lambda: getattr(trainer, "forge_grad_norm", None))
+    stopper = StopOnSignal()
+    record.bar = ProgressBar(switches.flops, switches.peak_flops) if start.progress else None
+    # the guard after the stopper: a step that a signal makes save waits for its gradient norm first
+    forge_callbacks = [*([metrics] if start.main else []), CheckpointMarker(), stopper, guard,
+                       *([record.bar] if record.bar else []), *([setup.routes] if setup.routes else [])]
+    with quiet_library_bars():
+        trainer = build_trainer(plan.model.task, model.model, model.tokenizer, settings, data.train,
+                                data.validation, callbacks=forge_callbacks + list(callbacks or []),
+                                loss_function=loss_function(settings.loss, recipe.training.loss_module))
+    record.say(f"forge run {recipe.run.name}\n" + plan_summary(
+        _summary_lines(plan, model, settings, trainer, data.bundle, start.run_dir, start.checkpoint, tracker,
+                       switches.cuda), record.notes))
+    return Training(trainer, metrics, guard, stopper)
+
+
+def _train(training: Training, record: RunRecord) -> str:
+    """Train (from the checkpoint this session resumes from); Ctrl-C or SIGTERM saves a checkpoint and stops
+    cleanly. Returns how it ended: completed, stopped (early stopping), failed (non-finite loss) or interrupted."""
+    from forge.train.signals import stop_on_signals
+
+    start = record.start
+    with stop_on_signals(training.stopper), _full_disk_in_one_line(start.run_dir):
+        training.trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
+    return _status(training.guard, training.stopper, training.trainer)
+
+
+def _save_adapter(recipe: Recipe, plan: Plan, training: Training, data: RunData, status: str,
+                  record: RunRecord) -> Path | None:
+    """For a run that completed or stopped early: the final evaluation, then the adapter (or full model) with
+    the tokenizer and a token classifier's labels, logged to MLflow. None for any other run."""
+    if status not in ("completed", "stopped"):
+        return None
+    run_dir, trainer = record.start.run_dir, training.trainer
+    if data.validation is not None:
+        training.metrics.final = True
+        trainer.evaluate()
+    with _full_disk_in_one_line(run_dir):
+        folder = run_dir / ("adapter" if plan.lora is not None else "model")
+        adapter_path = _save_final(trainer, folder, record.start.main)
+        if record.start.main and data.labels:  # an adapter folder has no config to hold them
+            from forge.model.labels import save_labels
+
+            save_labels(adapter_path, data.labels)
+    if record.tracker:
+        record.tracker.log_adapter(adapter_path, log_files=recipe.tracking.log_adapter,
+                                   results=_validation_results(run_dir))
+    return adapter_path
+
+
+def _summarize(model: LoadedModel, setup: TrainerSetup, switches: Switches, data: RunData, training: Training,
+               status: str, adapter_path: Path | None, record: RunRecord) -> dict[str, Any]:
+    """The run's summary (summary.json, and each rank's peak memory under a launch), its end in MLflow, and the
+    final line."""
+    from forge.train import memory as memory_module
+
+    start, summary, tracker, trainer = record.start, record.summary, record.tracker, training.trainer
+    if status == "failed":
+        last = checkpoint_info(start.run_dir / "checkpoints")["last_checkpoint"]
+        summary["error"] = (f"training stopped at step {training.guard.failed_step}: {training.guard.reason}; the "
+                            f"last good checkpoint is {last or 'none'} (lower optimizer.lr, keep max_grad_norm on, "
+                            "or check the data)")
+        record.say(f"forge: {summary['error']}")
+    if status == "interrupted":
+        summary["exit_code"] = training.stopper.exit_code
+        record.say(f"forge: interrupted at step {trainer.state.global_step}; checkpoint saved, run again to resume")
+    summary.update(_results(start.run_dir, trainer, training.metrics, model, data.bundle, setup.settings,
+                            setup.micro or 0, start.started))
+    summary["flops"] = memory_module.flops_summary(switches.flops, switches.peak_flops,
+                                                   summary.get("tokens_per_second"))
+    if switches.memory_plan is not None:
+        summary["memory"] = switches.memory_plan.summary(summary.get("peak_memory_bytes"))
+    if start.world > 1:  # each rank's own peak; `forge run` gathers them into summary.json once all have exited
+        write_json(start.run_dir / "ranks" / f"{start.rank}.json",
+                   {"rank": start.rank, "peak_memory_bytes": peak_memory_bytes(),
+                    "peak_memory_reserved_bytes": peak_reserved_bytes()})
+    summary["data"]["sources_sha256"] = start.digests
+    summary.update(status=status, adapter_path=str(adapter_path) if adapter_path else None,
+                   notes=record.notes, tracking=tracker.summary() if tracker else {"status": "disabled"})
+    summary.setdefault("exit_code", EXIT_CODES.get(status, 1))
+    if tracker:
+        tracker.finish(status)
+        summary.update(tracking=tracker.summary(), mlflow_run_id=tracker.run_id)
+    record.save()
+    if status in ("completed", "stopped"):
+        record.say(_final_line(summary))
+    return summary
 
 
 @contextlib.contextmanager
@@ -315,11 +517,11 @@ def _full_disk_in_one_line(run_dir: Path) -> Iterator[None]:
 
 def _parent(plan: Plan) -> Any:
     """The adapter a continued run starts from (forge.model.continued.Parent), or None."""
-    if not plan.model.get("adapter") or not plan.lora:
+    if not plan.model.adapter or plan.lora is None:
         return None
     from forge.model.continued import find_parent
 
-    return find_parent(plan.model["adapter"])
+    return find_parent(plan.model.adapter)
 
 
 def _validation_results(run_dir: Path) -> dict[str, float]:
@@ -333,18 +535,12 @@ def process_rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def sharded_engine(launch: dict[str, Any]) -> bool:
-    """Whether the engine shards parameters (ZeRO-3, FSDP): the model then loads without a device map."""
-    zero = (launch.get("deepspeed") or {}).get("zero_optimization", {}).get("stage")
-    return launch.get("strategy") == "fsdp" or (launch.get("strategy") == "deepspeed" and zero == 3)
-
-
-def _distributed_args(args: dict[str, Any], launch: dict[str, Any], run_dir: Path, world: int) -> None:
+def _distributed_args(args: dict[str, Any], launch: LaunchPlan, run_dir: Path, world: int) -> None:
     """Trainer arguments that depend on the launch: the DeepSpeed config file, DDP's unused-parameter scan."""
-    own = launch.get("config_file")
-    if launch.get("strategy") == "deepspeed" and not (own and not own.endswith(".json")):
+    own = launch.config_file
+    if launch.strategy == "deepspeed" and not (own and not own.endswith(".json")):
         args["deepspeed"] = own or str(run_dir / "deepspeed.json")  # a .yaml of the user's is accelerate's
-    if world > 1 and launch.get("strategy") == "ddp":
+    if world > 1 and launch.strategy == "ddp":
         args["ddp_find_unused_parameters"] = False  # LoRA freezes most weights; the scan would cost a pass
     if world > 1 and not args.get("bf16") and not args.get("fp16") and not _cuda():
         args["use_cpu"] = True  # only then does accelerate set up gloo DDP on the CPU (else each rank trains alone)
@@ -354,14 +550,6 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _printer(progress: bool) -> Any:
-    def say(text: str) -> None:
-        if progress:
-            print(text, flush=True)
-
-    return say
 
 
 def _drop_paper_id(dataset: Any) -> Any:
@@ -391,13 +579,6 @@ def _no_validation(args: dict[str, Any], notes: list[str]) -> None:
         notes.append("no validation examples: evaluation and best-checkpoint selection are off")
     args.update(eval_strategy="no", eval_steps=None, load_best_model_at_end=False, metric_for_best_model=None,
                 greater_is_better=None, eval_on_start=False)
-
-
-def _start_tracking(resolved: ResolvedRecipe, plan: Plan, run_dir: Path, previous: dict[str, Any] | None) -> Any:
-    """The MLflow run, opened with the recipe, its chain, plan, git state, versions and device (forge/track)."""
-    from forge.track.metadata import track_run
-
-    return track_run(resolved, plan, run_dir, resume_run_id=(previous or {}).get("mlflow_run_id"))
 
 
 def _status(guard: Any, stopper: Any, trainer: Any) -> str:
@@ -535,12 +716,12 @@ def _summary_lines(plan: Plan, loaded: Any, settings: Any, trainer: Any, bundle:
     n_val = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
     return [
         ("run dir", f"{run_dir}" + (f" (resuming from {checkpoint.name})" if checkpoint else "")),
-        ("model", f"{plan.model['name_or_path']} [{plan.model['task']}, {loaded.dtype}]"),
+        ("model", f"{plan.model.name_or_path} [{plan.model.task}, {loaded.dtype}]"),
         ("parameters", loaded.params.describe()),
-        ("adapters", f"LoRA r={lora['r']} alpha={lora['lora_alpha']} on {lora['target_modules']}" if lora
+        ("adapters", f"LoRA r={lora.r} alpha={lora.lora_alpha} on {lora.target_modules}" if lora is not None
          else "none (full fine-tuning)"),
-        ("quantization", "4-bit " + quant["bnb_4bit_quant_type"] if quant and quant.get("load_in_4bit")
-         else "8-bit" if quant else "none"),
+        ("quantization", "4-bit " + quant.bnb_4bit_quant_type if isinstance(quant, FourBitPlan)
+         else "8-bit" if quant is not None else "none"),
         ("data", f"{len(trainer.train_dataset)} train / {n_val} validation examples"),
         ("papers", _papers_line(bundle)),
         ("batch", f"{a.per_device_train_batch_size} x {a.gradient_accumulation_steps} accumulation, "

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from transformers import Trainer, TrainerCallback
+from trl import SFTTrainer
+
 from forge.model.errors import ForgeRuntimeError
 
 FORGE_ONLY_KEYS = ("mixed_precision", "loss", "early_stopping", "speed", "dataloader_workers", "memory")
@@ -83,7 +86,7 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping["patience"],
                                                early_stopping_threshold=settings.early_stopping["threshold"]))
     if task == "causal_lm":
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTConfig
 
         collator = None
         padding_free = (settings.speed or {}).get("padding_free")
@@ -91,10 +94,10 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
             from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
             collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
-        trainer = _sft_trainer_class()(model=model, args=SFTConfig(**settings.args), train_dataset=train,
-                                       eval_dataset=validation, processing_class=tokenizer, callbacks=callbacks,
-                                       data_collator=collator)
-        trainer.compute_loss_func = loss_function  # a user loss: one forward per step (see _sft_trainer_class)
+        trainer = ForgeSFTTrainer(model=model, args=SFTConfig(**settings.args), train_dataset=train,
+                                  eval_dataset=validation, processing_class=tokenizer, callbacks=callbacks,
+                                  data_collator=collator)
+        trainer.compute_loss_func = loss_function  # a user loss: one forward per step (see ForgeSFTTrainer)
     else:
         trainer = _encoder_trainer(task, model, tokenizer, settings, train, validation, loss_function, callbacks)
     for default in (ProgressCallback, PrinterCallback):  # Forge draws its own progress bar
@@ -102,7 +105,7 @@ def build_trainer(task: str, model: Any, tokenizer: Any, settings: TrainerSettin
     return trainer
 
 
-def _sft_trainer_class() -> Any:
+class ForgeSFTTrainer(SFTTrainer):
     """SFTTrainer with these changes:
 
     - a user loss (compute_loss_func) is computed from one forward pass, as transformers' Trainer does. TRL's own
@@ -115,79 +118,101 @@ def _sft_trainer_class() -> Any:
     - the gradient norm the trainer computes for clipping is kept (`forge_grad_norm`), for the non-finite guard to
       check instead of computing its own;
     - the FLOP estimate's parameter count is taken once, and one process or DDP clips over the trainable
-      parameters listed once: transformers walks every module of the model for each, at every step."""
-    from transformers import Trainer
-    from trl import SFTTrainer
+      parameters listed once: transformers walks every module of the model for each, at every step.
 
-    class ForgeSFTTrainer(SFTTrainer):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            # device tensors not yet read back: entropy and accuracy per micro-batch and mode, tokens seen by TRL's
-            # count (packed or padding-free rows included) and by the trainer's
-            self._forge_pending: dict[str, list[Any]] = {"train": [], "eval": []}
-            self._forge_train_tokens: list[Any] = []
-            self._forge_tokens: list[Any] = []
-            self.forge_grad_norm: Any = None
-            self._forge_flop_params: tuple[Any, int] = (None, 0)  # (the model counted, its parameter count)
-            self._forge_trainable: tuple[Any, list[Any]] = (None, [])  # (the model, its trainable parameters)
+    compute_loss, floating_point_ops and log are the public hooks the trainers document for subclassing. The three
+    private methods overridden below have none: each says why, and tests/train/test_trainer_overrides.py fails
+    when transformers changes one of them (or the training loop's call to it).
+    """
 
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            if self.compute_loss_func is not None:
-                return Trainer.compute_loss(self, model, {**inputs, "use_cache": False},
-                                            return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-            if return_outputs or not _plain_nll(self):
-                return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                            num_items_in_batch=num_items_in_batch)
-            return _loss_with_pending_metrics(self, model, inputs, num_items_in_batch)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # device tensors not yet read back: entropy and accuracy per micro-batch and mode, tokens seen by TRL's
+        # count (packed or padding-free rows included) and by the trainer's
+        self._forge_pending: dict[str, list[Any]] = {"train": [], "eval": []}
+        self._forge_train_tokens: list[Any] = []
+        self._forge_tokens: list[Any] = []
+        self.forge_grad_norm: Any = None
+        self._forge_flop_params: tuple[Any, int] = (None, 0)  # (the model counted, its parameter count)
+        self._forge_trainable: tuple[Any, list[Any]] = (None, [])  # (the model, its trainable parameters)
+        self.add_callback(SettleBeforeSave(self))  # last: it sees the save decision of every other callback
 
-        def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
-            count = _input_tokens(self, inputs)
-            if count is None:
-                return super()._track_num_input_tokens(inputs)
-            self._forge_tokens.append(count)
-            if len(self._forge_tokens) >= PENDING_LIMIT:
-                _settle(self)
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        if self.compute_loss_func is not None:
+            return Trainer.compute_loss(self, model, {**inputs, "use_cache": False},
+                                        return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if return_outputs or not _plain_nll(self):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        return _loss_with_pending_metrics(self, model, inputs, num_items_in_batch)
 
-        def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-            # transformers counts the model's parameters at every micro-batch (a walk over every module: ~4 ms
-            # on a 7B PEFT model); the count does not change while training
-            if self._forge_flop_params[0] is not self.model:
-                self._forge_flop_params = (self.model, _flop_parameters(self.model))
-            ids = inputs.get(getattr(self.model, "main_input_name", "input_ids"))
-            if ids is None or not hasattr(ids, "numel") or not self._forge_flop_params[1]:
-                return super().floating_point_ops(inputs)
-            return 6 * ids.numel() * self._forge_flop_params[1]
-
-        def _clip_grad_norm(self, model: Any) -> Any:
-            # one process or DDP: clip over the trainable parameters (kept once) rather than walking every module
-            # of the model at each step; FSDP, DeepSpeed and the rest take transformers' path
-            from accelerate.utils import DistributedType
-
-            if self.accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU) or \
-                    self._has_mixed_mesh_grads(model):
-                return super()._clip_grad_norm(model)
-            if self._forge_trainable[0] is not model:
-                self._forge_trainable = (model, [p for p in model.parameters() if p.requires_grad])
-            return self.accelerator.clip_grad_norm_(self._forge_trainable[1], self.args.max_grad_norm)
-
-        def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
-            self.forge_grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-            return self.forge_grad_norm
-
-        def settle_metrics(self) -> None:
-            """Read the pending metrics back into TRL's lists and the trainer state."""
+    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+        # Private, and no public hook does it: the training loop calls this at each micro-batch, and it alone adds
+        # to state.num_input_tokens_seen, reading the count back (.item(): a wait for the GPU). Counting in
+        # compute_loss instead would mean include_num_input_tokens_seen "no", which also drops the count and the
+        # tokens/s from the logs.
+        count = _input_tokens(self, inputs)
+        if count is None:
+            return super()._track_num_input_tokens(inputs)
+        self._forge_tokens.append(count)
+        if len(self._forge_tokens) >= PENDING_LIMIT:
             _settle(self)
 
-        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            _settle(self)
-            super().log(logs, start_time)
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        # transformers counts the model's parameters at every micro-batch (a walk over every module: ~4 ms
+        # on a 7B PEFT model); the count does not change while training
+        if self._forge_flop_params[0] is not self.model:
+            self._forge_flop_params = (self.model, _flop_parameters(self.model))
+        ids = inputs.get(getattr(self.model, "main_input_name", "input_ids"))
+        if ids is None or not hasattr(ids, "numel") or not self._forge_flop_params[1]:
+            return super().floating_point_ops(inputs)
+        return 6 * ids.numel() * self._forge_flop_params[1]
 
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            _settle(self)  # trainer_state.json holds num_input_tokens_seen
-            super()._save_checkpoint(model, trial)
+    def _clip_grad_norm(self, model: Any) -> Any:
+        # Private, and no public hook does it: clipping happens here, between the backward pass and the callbacks'
+        # on_pre_optimizer_step, and the norm it returns is the one logged. One process or DDP: clip over the
+        # trainable parameters (kept once) rather than walking every module of the model at each step; FSDP,
+        # DeepSpeed and gradients on several device meshes take transformers' path.
+        from accelerate.utils import DistributedType
 
-    return ForgeSFTTrainer
+        if self.accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU) or \
+                self._has_mixed_mesh_grads(model):
+            return super()._clip_grad_norm(model)
+        if self._forge_trainable[0] is not model:
+            self._forge_trainable = (model, [p for p in model.parameters() if p.requires_grad])
+        return self.accelerator.clip_grad_norm_(self._forge_trainable[1], self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        # Private, and no public hook does it: the step's gradient norm (from clipping, or computed here when
+        # clipping is off) goes from this method straight to the logs; no callback is given it, and the
+        # non-finite guard would otherwise compute a second one.
+        self.forge_grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        return self.forge_grad_norm
+
+    def settle_metrics(self) -> None:
+        """Read the pending metrics back into TRL's lists and the trainer state."""
+        _settle(self)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        _settle(self)
+        super().log(logs, start_time)
+
+
+class SettleBeforeSave(TrainerCallback):
+    """Reads a ForgeSFTTrainer's pending metrics back when the step (or epoch) about to end saves a checkpoint:
+    trainer_state.json holds num_input_tokens_seen. The trainer decides to save in the callbacks' on_step_end and
+    on_epoch_end (DefaultFlowCallback, the signal handler), before it writes the checkpoint."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_save:
+            _settle(self.trainer)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.on_step_end(args, state, control)
 
 
 def _flop_parameters(model: Any) -> int:

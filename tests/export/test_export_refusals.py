@@ -11,6 +11,7 @@ import pytest
 
 from export_support import card_header, fake_run, logits, relative_error, resolved_text
 from forge.cli import main
+from forge.plan import FourBitPlan
 
 pytestmark = pytest.mark.slow
 
@@ -112,8 +113,9 @@ def test_a_quantized_base_is_dequantized_then_merged(exported_run: Path, tiny_ll
             model.hf_quantizer = quantizer
         return model
 
-    source = dataclasses.replace(read_run(exported_run), quantization={
-        "load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "bfloat16"})
+    source = dataclasses.replace(read_run(exported_run), quantization=FourBitPlan(
+        bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="bfloat16",
+        bnb_4bit_quant_storage="uint8"))
     monkeypatch.setattr(forge.model.load, "check_quantization", lambda quantization: None)  # no CUDA here
     monkeypatch.setattr(forge.model.load, "load_model", load_model)
     monkeypatch.setattr(forge.export.command, "read_run", lambda target: source)

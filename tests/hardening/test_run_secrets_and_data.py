@@ -162,7 +162,7 @@ def test_a_changed_model_or_adapter_shape_refuses_to_resume(tmp_path: Path, tiny
                                                             genomics_examples: list[str], fake_data: None) -> None:
     """Checkpoints of r=8 adapters cannot load into r=4 ones: one line naming the key, exit 2, nothing touched;
     the same recipe resumes, --fresh starts over."""
-    from forge.train.checkpoints import ModelChanged, model_shape
+    from forge.train.checkpoints import ModelChanged, weights_identity
 
     recipe = harness.write_recipe(tmp_path, genomics_examples, tiny_llama_dir, name="reshaped")
     summary, _ = _run(recipe, "training.max_steps=6", "training.save_steps=2", callbacks=[InterruptAt(2)])
@@ -193,4 +193,4 @@ def test_a_changed_model_or_adapter_shape_refuses_to_resume(tmp_path: Path, tiny
     assert Path(resumed["resumed_from"]).name in summary["checkpoints"]
     fresh, _ = _run(recipe, "training.max_steps=2", "training.save_steps=2", "lora.r=4", resume="never")
     assert fresh["status"] == "completed" and fresh["resumed_from"] is None
-    assert model_shape(json.loads((run_dir / "plan.json").read_text()))["lora.r"] == 4
+    assert weights_identity(json.loads((run_dir / "plan.json").read_text()))["lora.r"] == 4

@@ -1,6 +1,7 @@
 """Loading tokenizer and model from a Plan: sources, clear errors, pad token, domain tokens, LoRA options."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -8,19 +9,18 @@ from typing import Any
 import pytest
 
 from forge.model.errors import ForgeRuntimeError
+from forge.plan import EightBitPlan, FourBitPlan, LoraPlan, ModelPlan
 from forge.model.load import (check_quantization, load_for_training, prepare_tokenizer, quantization_config,
                               resolve_dtype, resolve_source)
 
-LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear", "bias": "none",
-        "modules_to_save": None, "use_dora": False, "use_rslora": False, "task_type": "CAUSAL_LM"}
-QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-         "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_quant_storage": "uint8"}
+LORA = LoraPlan(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", bias="none", modules_to_save=None,
+                use_dora=False, use_rslora=False, task_type="CAUSAL_LM")
+QLORA = FourBitPlan(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype="bfloat16",
+                    bnb_4bit_quant_storage="uint8")
 
 
-def plan_model(path: Path | str, **changes: Any) -> dict[str, Any]:
-    return {"name_or_path": str(path), "revision": None, "tokenizer": str(path), "task": "causal_lm",
-            "num_labels": None, "dtype": "auto", "attn_implementation": None, "trust_remote_code": False,
-            "tiny": None, "domain_tokens": [], "prepare_for_kbit_training": False, **changes}
+def plan_model(path: Path | str, **changes: Any) -> ModelPlan:
+    return ModelPlan(**{"name_or_path": str(path), "tokenizer": str(path), **changes})
 
 
 def test_a_missing_model_folder_is_a_one_line_error(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_hub_id_without_network_says_how_to_fix_it(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never touch the network
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = plan_model("forge-tests/not-a-cached-model")
-    assert resolve_source(model["name_or_path"]) == "forge-tests/not-a-cached-model"  # an id, passed through
+    assert resolve_source(model.name_or_path) == "forge-tests/not-a-cached-model"  # an id, passed through
     with pytest.raises(ForgeRuntimeError, match="no network") as info:
         prepare_tokenizer(model)
     assert "huggingface-cli download forge-tests/not-a-cached-model" in info.value.hint
@@ -60,7 +60,7 @@ def test_quantization_without_cuda_fails_before_anything_loads(monkeypatch: pyte
     with pytest.raises(ForgeRuntimeError, match="4-bit quantization needs a CUDA GPU"):
         prepare_tokenizer(plan_model(tiny_llama_dir), QLORA)
     with pytest.raises(ForgeRuntimeError, match="8-bit"):
-        check_quantization({"load_in_8bit": True})
+        check_quantization(EightBitPlan())
     check_quantization(None)  # nothing to check
 
 
@@ -108,8 +108,8 @@ def test_lora_model_trains_only_adapters_and_reports_counts(tiny_llama_dir: Path
 
 
 def test_lora_options_reach_peft(tiny_llama_dir: Path) -> None:
-    lora = {**LORA, "target_modules": ["q_proj", "v_proj"], "use_dora": True, "use_rslora": True,
-            "modules_to_save": ["lm_head"]}
+    lora = dataclasses.replace(LORA, target_modules=["q_proj", "v_proj"], use_dora=True, use_rslora=True,
+                               modules_to_save=["lm_head"])
     tokenizer = prepare_tokenizer(plan_model(tiny_llama_dir))
     model = load_for_training(plan_model(tiny_llama_dir), lora, None, tokenizer).model
     config = model.peft_config["default"]
@@ -144,12 +144,12 @@ def test_encoders_load_for_masked_lm_and_classification(tiny_bert_dir: Path) -> 
 
     mlm = plan_model(tiny_bert_dir, task="masked_lm")
     tokenizer = prepare_tokenizer(mlm)
-    loaded = load_for_training(mlm, {**LORA, "task_type": "FEATURE_EXTRACTION"}, None, tokenizer)
+    loaded = load_for_training(mlm, dataclasses.replace(LORA, task_type="FEATURE_EXTRACTION"), None, tokenizer)
     batch = loaded.tokenizer(["TP53 binds DNA"], return_tensors="pt")
     out = loaded.model(**batch, labels=batch["input_ids"])
     assert torch.isfinite(out.loss)
     cls = plan_model(tiny_bert_dir, task="sequence_classification", num_labels=3)
-    loaded = load_for_training(cls, {**LORA, "task_type": "SEQ_CLS"}, None, prepare_tokenizer(cls))
+    loaded = load_for_training(cls, dataclasses.replace(LORA, task_type="SEQ_CLS"), None, prepare_tokenizer(cls))
     assert loaded.model(**batch).logits.shape == (1, 3)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from forge.plan import LoraPlan, ModelPlan
 from tests.model.genomics_paragraphs import GENE_PASSAGES, HELD_OUT, TRAIN
 
 pytestmark = pytest.mark.slow
@@ -19,9 +20,7 @@ pytestmark = pytest.mark.slow
 SMOLLM2 = "forge:smollm2-135m"
 ROOT = Path(__file__).resolve().parents[2]
 LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-PLAN_MODEL = {"name_or_path": SMOLLM2, "revision": None, "tokenizer": SMOLLM2, "task": "causal_lm",
-              "num_labels": None, "dtype": "float32", "attn_implementation": None, "trust_remote_code": False,
-              "tiny": None, "domain_tokens": []}
+PLAN_MODEL = ModelPlan(name_or_path=SMOLLM2, tokenizer=SMOLLM2, dtype="float32")
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +88,8 @@ def test_a_few_lora_steps_lower_held_out_perplexity(smollm2: tuple[Any, Any], tm
 
     model, tokenizer = smollm2
     before = _perplexity(model, tokenizer, HELD_OUT)
-    lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear", "bias": "none",
-            "task_type": "CAUSAL_LM"}
+    lora = LoraPlan(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", bias="none",
+                    modules_to_save=None, use_dora=False, use_rslora=False, task_type="CAUSAL_LM")
     torch.manual_seed(0)
     peft_model = attach_lora(model, lora, [])
     try:

@@ -23,34 +23,36 @@ def test_quickstart_trainer_arguments() -> None:
     assert (t["per_device_train_batch_size"], t["gradient_accumulation_steps"], t["max_length"]) == (8, 1, 256)
     assert t["eval_strategy"] == "steps" and t["load_best_model_at_end"] and t["metric_for_best_model"] == "eval_loss"
     assert t["completion_only_loss"] is False and t["report_to"] == "none"
-    assert plan.quantization is None and plan.model["tiny"]["hidden_size"] == 128
-    assert plan.launch["in_process"] and plan.launch["world_size"] == 1
+    assert plan.quantization is None and plan.model.tiny["hidden_size"] == 128
+    assert plan.launch.in_process and plan.launch.world_size == 1
 
 
 def test_qlora_plan_maps_onto_bitsandbytes_and_peft() -> None:
     plan = plan_for("genomics_qlora.yaml")
-    assert plan.quantization == {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-                                 "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_quant_storage": "uint8"}
-    assert plan.lora["r"] == 16 and plan.lora["lora_alpha"] == 32 and plan.lora["task_type"] == "CAUSAL_LM"
+    assert plan.to_dict()["quantization"] == {
+        "load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+        "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_quant_storage": "uint8"}
+    assert plan.quantization.bits == 4
+    assert plan.lora.r == 16 and plan.lora.lora_alpha == 32 and plan.lora.task_type == "CAUSAL_LM"
     assert plan.trainer["optim"] == "paged_adamw_8bit" and plan.trainer["early_stopping"] == {"patience": 3,
                                                                                              "threshold": 0.0}
-    assert plan.model["prepare_for_kbit_training"] is True
+    assert plan.model.prepare_for_kbit_training is True
 
 
 def test_zero2_variant_launch() -> None:
     plan = plan_for("genomics_qlora_zero2.yaml")
     launch = plan.launch
-    assert launch["strategy"] == "deepspeed" and launch["world_size"] == 4 and not launch["in_process"]
-    assert launch["deepspeed"]["zero_optimization"]["stage"] == 2
-    assert launch["deepspeed"]["train_micro_batch_size_per_gpu"] == "auto"
-    assert launch["env"] == LAUNCH_ENV and launch["env"]["NCCL_NVLS_ENABLE"] == "0"
+    assert launch.strategy == "deepspeed" and launch.world_size == 4 and not launch.in_process
+    assert launch.deepspeed["zero_optimization"]["stage"] == 2 and not launch.shards_parameters
+    assert launch.deepspeed["train_micro_batch_size_per_gpu"] == "auto"
+    assert launch.env == LAUNCH_ENV and launch.env["NCCL_NVLS_ENABLE"] == "0"
     assert any("TORCH_CUDA_ARCH_LIST" in n for n in plan.notes)
 
 
 def test_zero3_stores_4bit_weights_in_compute_dtype() -> None:
     plan = plan_for("genomics_qlora_zero2.yaml", "distribution.zero_stage=3", "distribution.offload_params=true")
-    assert plan.quantization["bnb_4bit_quant_storage"] == "bfloat16"
-    zero = plan.launch["deepspeed"]["zero_optimization"]
+    assert plan.quantization.bnb_4bit_quant_storage == "bfloat16" and plan.launch.shards_parameters
+    zero = plan.launch.deepspeed["zero_optimization"]
     assert zero["offload_param"]["device"] == "cpu" and zero["stage3_gather_16bit_weights_on_model_save"]
     assert any("stored as bfloat16" in n for n in plan.notes)
 
@@ -73,7 +75,7 @@ def test_instruction_data_trains_on_completions() -> None:
 def test_lora_disabled_and_encoder_task() -> None:
     assert plan_for("quickstart.yaml", "lora.enabled=false").lora is None
     plan = plan_for("quickstart.yaml", "model.task=sequence_classification", "model.num_labels=3")
-    assert plan.lora["task_type"] == "SEQ_CLS" and plan.model["num_labels"] == 3
+    assert plan.lora.task_type == "SEQ_CLS" and plan.model.num_labels == 3
 
 
 def test_plan_is_pure_and_serialisable() -> None:

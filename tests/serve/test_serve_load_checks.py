@@ -117,7 +117,7 @@ def test_a_token_classifier_is_served_only_with_its_labels(tiny_bert_dir: Path, 
 
     run_dir = tagger_run_dir(tiny_bert_dir, conll_file, tmp_path)
     served = prepare_served(*resolve_target(run_dir))  # the adapter's shapes checked on a token classifier
-    assert served.plan_model["labels"] == ["O", "B-GENE", "I-GENE"] and served.kind == "adapter"
+    assert served.plan_model.labels == ("O", "B-GENE", "I-GENE") and served.kind == "adapter"
     (run_dir / "adapter" / "labels.json").unlink()
     capsys.readouterr()  # the loading bars of the set-up
     assert "holds no labels of the token classifier" in refused(capsys, str(run_dir))

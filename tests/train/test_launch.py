@@ -1,13 +1,14 @@
 """The launch files `forge run` writes for multi-process runs, and the environment its processes get."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from forge.plan import LAUNCH_ENV
+from forge.plan import LAUNCH_ENV, LaunchPlan
 from forge.train.launch import accelerate_config, launch_command, launch_env, write_launch_files
 
 QLORA = Path(__file__).resolve().parents[2] / "recipes" / "base" / "qlora.yaml"
@@ -42,12 +43,13 @@ def test_deepspeed_files_are_written_and_agree(tmp_path: Path, stage: int) -> No
     ds = json.loads((tmp_path / "deepspeed.json").read_text())
     assert ds["zero_optimization"]["stage"] == stage and ds["train_micro_batch_size_per_gpu"] == "auto"
     # QLoRA under ZeRO-3 stores 4-bit weights in the compute dtype so that they shard with the rest
-    assert plan.quantization["bnb_4bit_quant_storage"] == ("bfloat16" if stage == 3 else "uint8")
+    assert plan.quantization.bnb_4bit_quant_storage == ("bfloat16" if stage == 3 else "uint8")
 
 
 def test_ddp_on_the_cpu_launches_torchrun_and_on_gpus_accelerate() -> None:
-    launch: dict[str, Any] = {"strategy": "ddp", "world_size": 4, "num_processes": 2, "num_machines": 2,
-                              "machine_rank": 1, "main_address": "10.0.0.1", "main_port": 29555}
+    launch = LaunchPlan(strategy="ddp", in_process=False, world_size=4, num_processes=2, num_machines=2,
+                        machine_rank=1, main_address="10.0.0.1", main_port=29555, config_file=None, env={},
+                        deepspeed=None)
     cpu = launch_command(Path("a.yaml"), "r.yaml", ["x=1"], launch, cuda=False)
     assert cpu[1:3] == ["-m", "torch.distributed.run"]
     assert {"--nnodes=2", "--node_rank=1", "--nproc_per_node=2", "--master_addr=10.0.0.1",
@@ -58,7 +60,8 @@ def test_ddp_on_the_cpu_launches_torchrun_and_on_gpus_accelerate() -> None:
     config = accelerate_config(launch, cuda=True, deepspeed_file=None)
     assert config["distributed_type"] == "MULTI_GPU" and config["num_processes"] == 4
     assert config["machine_rank"] == 1 and config["main_process_ip"] == "10.0.0.1"
-    assert accelerate_config({**launch, "world_size": 1}, cuda=False, deepspeed_file=None)["distributed_type"] == "NO"
+    one = dataclasses.replace(launch, world_size=1)
+    assert accelerate_config(one, cuda=False, deepspeed_file=None)["distributed_type"] == "NO"
 
 
 def test_a_users_own_accelerate_config_is_used_as_is(tmp_path: Path) -> None:

@@ -43,18 +43,14 @@ def test_pending_metrics_log_what_trls_own_path_logs(tmp_path: Path, tiny_llama_
     # the FLOPs at each, the gradients clipped over model.parameters()
     from transformers import Trainer
 
-    ours_class = forge.train.trainer._sft_trainer_class
+    class Theirs(forge.train.trainer.ForgeSFTTrainer):
+        def floating_point_ops(self, inputs):
+            return Trainer.floating_point_ops(self, inputs)
 
-    def transformers_host_paths():
-        class Theirs(ours_class()):
-            def floating_point_ops(self, inputs):
-                return Trainer.floating_point_ops(self, inputs)
+        def _clip_grad_norm(self, model):
+            return Trainer._clip_grad_norm(self, model)
 
-            def _clip_grad_norm(self, model):
-                return Trainer._clip_grad_norm(self, model)
-        return Theirs
-
-    monkeypatch.setattr(forge.train.trainer, "_sft_trainer_class", transformers_host_paths)
+    monkeypatch.setattr(forge.train.trainer, "ForgeSFTTrainer", Theirs)
     monkeypatch.setattr(forge.train.trainer, "_plain_nll", lambda trainer: False)
     monkeypatch.setattr(forge.train.trainer, "_input_tokens", lambda trainer, inputs: None)
     theirs, their_lines = _run(tmp_path, "trl", genomics_examples, tiny_llama_dir, overrides)
