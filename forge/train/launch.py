@@ -20,7 +20,7 @@ from typing import Any
 
 from forge.errors import see_docs
 from forge.plan import Plan
-from forge.train.atomic import read_json, write_json, write_text
+from forge.atomic import read_json, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 
 
