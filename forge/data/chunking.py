@@ -28,6 +28,35 @@ def token_spans(text: str, tokenizer: Any | None) -> list[tuple[int, int]]:
     return [tuple(span) for span in encoded["offset_mapping"]]
 
 
+def cut_to_tokens(text: str, tokenizer: Any, max_tokens: int) -> str:
+    """The longest prefix of the text that is at most `max_tokens` tokens (special tokens not counted), cut at
+    a token boundary: the whole text when it fits, "" when no token does. What a prompt shows of a passage
+    that would not fit the model's input (`forge eval`'s generation tasks, `forge serve`'s paper tasks)."""
+    if max_tokens <= 0:
+        return ""
+    try:  # a fast tokenizer says where each token ends in the text
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                            verbose=False)["offset_mapping"]
+    except NotImplementedError:  # a slow tokenizer: the longest prefix that still fits
+        return _longest_prefix_within(text, tokenizer, max_tokens)
+    if len(offsets) <= max_tokens:
+        return text
+    return text[:offsets[max_tokens - 1][1]]
+
+
+def _longest_prefix_within(text: str, tokenizer: Any, max_tokens: int) -> str:
+    def fits(end: int) -> bool:
+        return len(tokenizer(text[:end], add_special_tokens=False, verbose=False)["input_ids"]) <= max_tokens
+
+    if fits(len(text)):
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return text[:low]
+
+
 def count_tokens(texts: list[str], tokenizer: Any | None) -> list[int]:
     """Tokens in each text (special tokens excluded); words when there is no tokenizer."""
     if not texts:
