@@ -7,13 +7,11 @@ sentence. Without a tokenizer, whitespace-separated words stand in for tokens.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from forge.data.errors import DataError
 from forge.data.papers import ScientificPaper, body_text, paper_text
-
-if TYPE_CHECKING:
-    from forge.data.steps import StepContext
 
 _WORD = re.compile(r"\S+")
 _SENTENCE_END = ".!?\n"
@@ -130,15 +128,14 @@ def _fit(chunks: list[str], tokenizer: Any | None, max_tokens: int) -> list[str]
     return fitted
 
 
-def chunk_pieces(paper: ScientificPaper, max_tokens: int, overlap: int,
-                 context: StepContext) -> ScientificPaper | list[ScientificPaper]:
-    """The paper, or its chunks when it runs over the budget. For causal-LM examples the whole example
-    text (context.fields) is cut and a chunk's text is its `full_text`; for instruction and chat
+def chunk_pieces(paper: ScientificPaper, max_tokens: int, overlap: int, tokenizer: Any, format: str,
+                 fields: Sequence[str]) -> ScientificPaper | list[ScientificPaper]:
+    """The paper, or its chunks when it runs over the budget. For causal-LM examples (`format`) the whole
+    example text (`fields`) is cut and a chunk's text is its `full_text`; for instruction and chat
     examples only the body is cut, and each chunk keeps the title and abstract that templates use."""
-    tokenizer = context.tokenizer
     budget = max_tokens - (tokenizer.num_special_tokens_to_add() if hasattr(tokenizer, "num_special_tokens_to_add") else 0)
-    if context.format == "causal_lm":
-        text, keep = paper_text(paper, context.fields), {"title": "", "abstract": "", "keywords": ()}
+    if format == "causal_lm":
+        text, keep = paper_text(paper, fields), {"title": "", "abstract": "", "keywords": ()}
     else:
         text, keep = body_text(paper), {}
         # Templates put the title and abstract around the body; leave them room, but keep at least half.

@@ -15,7 +15,7 @@ from forge.evaluate.bootstrap import CONFIDENCE, MIN_UNITS, NOT_COMPARABLE, clus
 from forge.evaluate.catalog import METRICS
 from forge.evaluate.gates import all_passed, check_gates
 from forge.evaluate.generation import latency_summary
-from forge.evaluate.tasks import TaskResult
+from forge.evaluate.results import TaskResult
 
 REPORT_VERSION = 1
 BENCHMARK_METRICS = ("latency_p50_s", "latency_p99_s", "tokens_per_second")

@@ -102,7 +102,7 @@ def _score(recipe: Any, model: Any, tokenizer: Any, max_length: int, run_dir: Pa
            results: dict[str, dict[str, Any]], notes: list[str]) -> tuple[str, int]:
     """Fill results with the entities or bc2gm task; returns (data source, sentences scored)."""
     from forge.evaluate import genes
-    from forge.evaluate.tasks import TaskResult
+    from forge.evaluate.results import TaskResult
 
     statistics = {"precision": genes.precision_statistic, "recall": genes.recall_statistic, "f1": genes.f1_statistic}
     ev = recipe.evaluation

@@ -8,21 +8,22 @@ its group (the paper it comes from), which the bootstrap resamples whole.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from forge.data.gene_mentions import parse_gene_answer
 from forge.evaluate import genes, perplexity, text_metrics
-from forge.evaluate.bootstrap import Statistic, mean_of
+from forge.evaluate.bootstrap import mean_of
 from forge.evaluate.examples import EvalData
-from forge.evaluate.generation import Generation, Prompter
+from forge.evaluate.harness import HarnessTasks, harness_parts, run_harness
+from forge.evaluate.generation import Prompter
 from forge.evaluate.models import EvalModel
+from forge.evaluate.results import OUTPUT_CHARS, TaskResult
 from forge.registry import Registry
 
 TASKS: Registry = Registry("evaluation task")
-OUTPUT_CHARS = 300  # of each sample output kept in the report
 
 
 @dataclass(frozen=True)
@@ -37,38 +38,12 @@ class TaskSettings:
     chat: bool = False
     progress: bool = False
     samples: int = 3  # example outputs kept in the report per task and model
-    general: Any = None  # the general task's harness tasks, loaded once (forge.evaluate.harness.HarnessTasks)
+    general: HarnessTasks | None = None  # the general task's harness tasks, loaded once
 
     def prompter(self, tokenizer: Any) -> Prompter:
         return Prompter(tokenizer, max_input_tokens=max(16, self.window - self.max_new_tokens),
                         max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
                         chat=self.chat)
-
-
-@dataclass
-class TaskResult:
-    """One task on one model: metrics, bootstrap units and statistics, details and a few sample outputs."""
-
-    task: str
-    model: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    units: np.ndarray | None = None
-    groups: list[str] | None = None  # the unit (paper) of each row of units
-    statistics: dict[str, Statistic] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    generations: list[Generation] = field(default_factory=list)
-    skipped: str | None = None
-    # metrics outside the catalog (the general task's) say their direction here
-    higher_is_better: dict[str, bool] = field(default_factory=dict)
-    # one result per harness task of the general task, each with its own examples (units)
-    parts: dict[str, TaskResult] = field(default_factory=dict)
-
-    def finish(self) -> TaskResult:
-        """Fill the metrics from the statistics over all examples."""
-        if self.units is not None and len(self.units):
-            self.metrics = {name: float(stat(self.units)) for name, stat in self.statistics.items()}
-        return self
 
 
 TaskFunction = Callable[[EvalData, EvalModel, TaskSettings], TaskResult]
@@ -221,4 +196,21 @@ def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskRes
     return result.finish()
 
 
-from forge.evaluate import harness as _harness  # noqa: E402,F401  registers `general` (imports lm_eval lazily)
+@TASKS.register("general")
+def general_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
+    """lm-evaluation-harness tasks (general ability) through the harness's Hugging Face wrapper."""
+    result = TaskResult("general", model.label)
+    if model.kind != "causal_lm":
+        result.skipped = f"lm-evaluation-harness needs a causal LM (model.task is {model.kind})"
+        return result
+    tasks: HarnessTasks | None = settings.general
+    if tasks is None:
+        result.skipped = "no harness tasks were loaded (evaluation.general.tasks)"
+        return result
+    out = run_harness(tasks, model, settings.progress)
+    result.parts = harness_parts(out, model.label, tasks.sources, settings.samples)
+    result.details = {"harness": f"lm-evaluation-harness {tasks.version}".strip(),
+                      "listed": tasks.listed, "scored": len(result.parts), "limit": tasks.settings.limit,
+                      "num_fewshot": tasks.settings.num_fewshot if tasks.settings.num_fewshot is not None
+                      else "task default", "offline": tasks.settings.offline}
+    return result
