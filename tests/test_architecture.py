@@ -117,6 +117,18 @@ def test_forge_modules_import_each_other_without_cycles() -> None:
     assert not found, "import cycles among forge modules:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
+def test_serving_does_not_import_evaluation() -> None:
+    # serving tags genes with the same code evaluation scores (forge/model/tagging.py), not through forge.evaluate
+    found = []
+    for name, path in forge_modules().items():
+        if name.startswith("forge.serve"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                found += [f"{name}:{node.lineno} {m}" for m in modules if m.startswith("forge.evaluate")]
+    assert not found, found
+
+
 def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
     """'file:line name (N lines)' for each function or method in forge/ longer than limit lines, decorators
     not counted, nested functions counted in the function that holds them and on their own."""
