@@ -61,13 +61,19 @@ def _bar(items: list[Any], task: str, model: EvalModel, settings: TaskSettings) 
     return progress_bar(items, desc=f"{task} ({model.label})", unit=" ex", disable=not settings.progress, leave=False)
 
 
+def _unless_causal_lm(task: str, what: str, model: EvalModel) -> TaskResult | None:
+    """The task's result, skipped, for a model that is not a causal LM; None for one that is."""
+    if model.kind == "causal_lm":
+        return None
+    return TaskResult(task, model.label, skipped=f"{what} needs a causal LM (model.task is {model.kind})")
+
+
 @TASKS.register("perplexity")
 def perplexity_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
     """Token-weighted perplexity of held-out text, with a sliding window over long documents."""
+    if (skipped := _unless_causal_lm("perplexity", "perplexity", model)) is not None:
+        return skipped
     result = TaskResult("perplexity", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"perplexity needs a causal LM (model.task is {model.kind})"
-        return result
     if not data.perplexity:
         result.skipped = "no held-out text"
         return result
@@ -143,10 +149,9 @@ def gene_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskR
 @TASKS.register("summarization")
 def summary_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
     """ROUGE-1/2/L F-measure of generated summaries against reference summaries (or abstracts)."""
+    if (skipped := _unless_causal_lm("summarization", "summarization", model)) is not None:
+        return skipped
     result = TaskResult("summarization", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"summarization needs a causal LM (model.task is {model.kind})"
-        return result
     if not data.summarization:
         result.skipped = "no examples with a reference summary (or an abstract and a body)"
         return result
@@ -170,10 +175,9 @@ def summary_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> Ta
 @TASKS.register("question_answering")
 def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
     """Exact match and token F1 (SQuAD) of short answers to questions about an abstract."""
+    if (skipped := _unless_causal_lm("question_answering", "question answering", model)) is not None:
+        return skipped
     result = TaskResult("question_answering", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"question answering needs a causal LM (model.task is {model.kind})"
-        return result
     if not data.question_answering:
         result.skipped = "no questions with reference answers (metadata qa)"
         return result
@@ -199,10 +203,9 @@ def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskRes
 @TASKS.register("general")
 def general_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
     """lm-evaluation-harness tasks (general ability) through the harness's Hugging Face wrapper."""
+    if (skipped := _unless_causal_lm("general", "lm-evaluation-harness", model)) is not None:
+        return skipped
     result = TaskResult("general", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"lm-evaluation-harness needs a causal LM (model.task is {model.kind})"
-        return result
     tasks: HarnessTasks | None = settings.general
     if tasks is None:
         result.skipped = "no harness tasks were loaded (evaluation.general.tasks)"
