@@ -27,12 +27,6 @@ class ForgeError(Exception):
         super().__init__(f"{message}; {hint}" if hint else message)
 
 
-class RunFailed(ForgeError):
-    """Training started and failed (NaN loss, a dead rank): the run directory says what was kept."""
-
-    exit_code = 1
-
-
 def doc_anchor(error: BaseException) -> str:
     """The troubleshooting anchor of an error: its own, else its package's, else ''."""
     anchor = getattr(error, "doc", "") or ""

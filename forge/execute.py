@@ -15,7 +15,7 @@ from forge.plan import Plan, compile_plan
 from forge.recipe.errors import RecipeError
 from forge.recipe.rules import runtime_issues
 from forge.recipe.validate import Resolved, place, resolve
-from forge.train.atomic import read_json
+from forge.atomic import read_json
 
 
 def prepare(recipe_path: str, overrides: list[str]) -> tuple[Resolved, Plan]:

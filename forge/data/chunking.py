@@ -7,13 +7,11 @@ sentence. Without a tokenizer, whitespace-separated words stand in for tokens.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from forge.data.errors import DataError
 from forge.data.papers import ScientificPaper, body_text, paper_text
-
-if TYPE_CHECKING:
-    from forge.data.steps import StepContext
 
 _WORD = re.compile(r"\S+")
 _SENTENCE_END = ".!?\n"
@@ -26,6 +24,35 @@ def token_spans(text: str, tokenizer: Any | None) -> list[tuple[int, int]]:
         return [m.span() for m in _WORD.finditer(text)]
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return [tuple(span) for span in encoded["offset_mapping"]]
+
+
+def cut_to_tokens(text: str, tokenizer: Any, max_tokens: int) -> str:
+    """The longest prefix of the text that is at most `max_tokens` tokens (special tokens not counted), cut at
+    a token boundary: the whole text when it fits, "" when no token does. What a prompt shows of a passage
+    that would not fit the model's input (`forge eval`'s generation tasks, `forge serve`'s paper tasks)."""
+    if max_tokens <= 0:
+        return ""
+    try:  # a fast tokenizer says where each token ends in the text
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                            verbose=False)["offset_mapping"]
+    except NotImplementedError:  # a slow tokenizer: the longest prefix that still fits
+        return _longest_prefix_within(text, tokenizer, max_tokens)
+    if len(offsets) <= max_tokens:
+        return text
+    return text[:offsets[max_tokens - 1][1]]
+
+
+def _longest_prefix_within(text: str, tokenizer: Any, max_tokens: int) -> str:
+    def fits(end: int) -> bool:
+        return len(tokenizer(text[:end], add_special_tokens=False, verbose=False)["input_ids"]) <= max_tokens
+
+    if fits(len(text)):
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return text[:low]
 
 
 def count_tokens(texts: list[str], tokenizer: Any | None) -> list[int]:
@@ -101,15 +128,14 @@ def _fit(chunks: list[str], tokenizer: Any | None, max_tokens: int) -> list[str]
     return fitted
 
 
-def chunk_pieces(paper: ScientificPaper, max_tokens: int, overlap: int,
-                 context: StepContext) -> ScientificPaper | list[ScientificPaper]:
-    """The paper, or its chunks when it runs over the budget. For causal-LM examples the whole example
-    text (context.fields) is cut and a chunk's text is its `full_text`; for instruction and chat
+def chunk_pieces(paper: ScientificPaper, max_tokens: int, overlap: int, tokenizer: Any, format: str,
+                 fields: Sequence[str]) -> ScientificPaper | list[ScientificPaper]:
+    """The paper, or its chunks when it runs over the budget. For causal-LM examples (`format`) the whole
+    example text (`fields`) is cut and a chunk's text is its `full_text`; for instruction and chat
     examples only the body is cut, and each chunk keeps the title and abstract that templates use."""
-    tokenizer = context.tokenizer
     budget = max_tokens - (tokenizer.num_special_tokens_to_add() if hasattr(tokenizer, "num_special_tokens_to_add") else 0)
-    if context.format == "causal_lm":
-        text, keep = paper_text(paper, context.fields), {"title": "", "abstract": "", "keywords": ()}
+    if format == "causal_lm":
+        text, keep = paper_text(paper, fields), {"title": "", "abstract": "", "keywords": ()}
     else:
         text, keep = body_text(paper), {}
         # Templates put the title and abstract around the body; leave them room, but keep at least half.

@@ -1,4 +1,4 @@
-"""Checks for the `filter_quality` step: word counts and an English-language heuristic.
+"""Checks for the `filter_quality` step: an English-language heuristic.
 
 The heuristic is the share of common English function words among a text's words. Scientific English
 scores 0.2-0.4 even with dense gene names; German, French or Spanish text scores near zero. It needs no
@@ -15,16 +15,6 @@ ENGLISH_FUNCTION_WORDS = frozenset(
     "what when where which while who whose will with within would".split())
 _WORDS = re.compile(r"[^\W\d_]+")
 _NON_LATIN_LETTER = re.compile(r"[^\W\d_A-Za-z\u00c0-\u024f]")
-
-
-def word_count(text: str) -> int:
-    """Whitespace-separated words."""
-    return len(text.split())
-
-
-def english_ratio(text: str) -> float:
-    """The share of the text's words that are English function words (0 when it has no words)."""
-    return _function_word_share(_WORDS.findall(text.lower()))
 
 
 def _function_word_share(words: list[str]) -> float:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from forge.data.chunking import chunk_pieces
 from forge.data.papers import ScientificPaper, has_text, map_text
 from forge.registry import Registry
 
@@ -283,6 +284,5 @@ class ChunkParams(StepParams):
 @per_paper
 def chunk(paper: ScientificPaper, params: ChunkParams, context: StepContext) -> PaperOutcome:
     """Cut long papers into chunks of at most max_tokens tokens (with overlap); chunks keep the paper's id."""
-    from forge.data.chunking import chunk_pieces
-
-    return chunk_pieces(paper, params.max_tokens or context.max_seq_length, params.overlap, context)
+    return chunk_pieces(paper, params.max_tokens or context.max_seq_length, params.overlap, context.tokenizer,
+                        context.format, context.fields)

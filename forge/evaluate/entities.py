@@ -1,17 +1,13 @@
-"""Token classifiers as mention finders, and their scores: entity-level precision, recall and F1 with seqeval
-in strict IOB2 mode (a mention counts only with its exact words and type, as in CoNLL-2003 and the BioNLP
-shared tasks), computed on word tags (each word read from its first sub-token), and the mentions found in
-raw text as character spans (for serving and for the official BC2GM score).
+"""The scores of a token classifier's mentions: entity-level precision, recall and F1 with seqeval in strict
+IOB2 mode (a mention counts only with its exact words and type, as in CoNLL-2003 and the BioNLP shared tasks),
+computed on word tags (each word read from its first sub-token; forge/model/tagging.py tags them).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from forge.data.subwords import IGNORE, encode_words, split_words
-from forge.evaluate.token_labels import bio_spans
-
-BATCH = 32
+from forge.data.subwords import IGNORE
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -41,39 +37,3 @@ def trainer_metrics(names: Sequence[str]) -> tuple[Callable[[Any], dict[str, flo
         return entity_scores(gold, predicted)
 
     return compute, argmax
-
-
-def tag_words(model: Any, tokenizer: Any, sentences: Sequence[Sequence[str]], max_length: int = 512,
-              batch_size: int = BATCH) -> list[list[str]]:
-    """The predicted tag of every word (its first sub-token's argmax label); words cut off by max_length get O."""
-    import torch
-
-    id2label = model.config.id2label
-    device = next(model.parameters()).device
-    out: list[list[str]] = []
-    for begin in range(0, len(sentences), batch_size):
-        chunk = sentences[begin:begin + batch_size]
-        encoded = [encode_words(tokenizer, list(words), max_length) for words in chunk]
-        batch = tokenizer.pad([{"input_ids": e["input_ids"], "attention_mask": e["attention_mask"]} for e in encoded],
-                              return_tensors="pt")
-        with torch.inference_mode():
-            best = model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).tolist()
-        for words, e, row in zip(chunk, encoded, best):
-            tags = ["O"] * len(words)
-            previous = None
-            for position, word in enumerate(e["word_ids"]):
-                if word is not None and word != previous:
-                    tags[word] = str(id2label[int(row[position])])
-                if word is not None:
-                    previous = word
-            out.append(tags)
-    return out
-
-
-def find_mentions(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 512) -> list[list[tuple[int, int, str]]]:
-    """Mentions (start, end, type) in raw texts, as character spans [start, end): the texts cut into words, the
-    words tagged, and the tags read as IOB (an I- without its B- opens a mention, as conlleval reads it)."""
-    word_spans = [split_words(text) for text in texts]
-    tags = tag_words(model, tokenizer, [[text[s:e] for s, e in spans] for text, spans in zip(texts, word_spans)],
-                     max_length)
-    return [bio_spans(t, spans, text) for text, spans, t in zip(texts, word_spans, tags)]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from forge.data.chunking import cut_to_tokens
 from forge.data.formats import LIST_GENES_PROMPT
 
 # The instruction each generation task gives. The passage is cut (in tokens) so the prompt fits.
@@ -53,23 +54,7 @@ class Prompter:
         """The longest prefix of the passage, cut at a token boundary, with which the prompt fits
         max_input_tokens: the exact text the model is shown (gene recognition's gold is read from it)."""
         empty = self._wrap(TEMPLATES[template].format(passage="", **fields))
-        budget = max(0, self.max_input_tokens - len(self._encode(empty)))
-        ids = self.tokenizer(passage, add_special_tokens=False, verbose=False)["input_ids"]
-        if len(ids) <= budget:
-            return passage
-        if budget == 0:
-            return ""
-        try:  # a fast tokenizer says where each token ends in the text
-            offsets = self.tokenizer(passage, add_special_tokens=False, return_offsets_mapping=True,
-                                     verbose=False)["offset_mapping"]
-            return passage[:offsets[budget - 1][1]]
-        except NotImplementedError:  # a slow tokenizer: the longest prefix that still fits
-            low, high = 0, len(passage)
-            while low < high:
-                middle = (low + high + 1) // 2
-                fits = len(self.tokenizer(passage[:middle], add_special_tokens=False)["input_ids"]) <= budget
-                low, high = (middle, high) if fits else (low, middle - 1)
-            return passage[:low]
+        return cut_to_tokens(passage, self.tokenizer, self.max_input_tokens - len(self._encode(empty)))
 
     def _wrap(self, instruction: str) -> str:
         if self.chat and getattr(self.tokenizer, "chat_template", None):

@@ -1,6 +1,6 @@
-"""The `general` evaluation task: EleutherAI's lm-evaluation-harness tasks (by name, or local task YAMLs) run
-on the fine-tuned model and on its baseline through the harness's own Hugging Face wrapper (HFLM), so a
-domain fine-tune shows what it cost in general ability.
+"""What the `general` evaluation task (registered in tasks.py) runs: EleutherAI's lm-evaluation-harness tasks
+(by name, or local task YAMLs) on the fine-tuned model and on its baseline through the harness's own Hugging
+Face wrapper (HFLM), so a domain fine-tune shows what it cost in general ability.
 
 The wrapper gets the models `forge eval` already loaded (base + adapter, 4-bit where the run was, the baseline
 by switching the adapter off): under transformers 5 the wrapper's own `load_in_4bit` route no longer exists.
@@ -28,10 +28,9 @@ import numpy as np
 
 from forge.evaluate.bootstrap import mean_of
 from forge.evaluate.errors import EvaluationError
-from forge.evaluate.examples import EvalData
 from forge.evaluate.general import NO_FILTER, is_task_file, metric_name, read_task_file
 from forge.evaluate.models import EvalModel
-from forge.evaluate.tasks import OUTPUT_CHARS, TASKS, TaskResult, TaskSettings
+from forge.evaluate.results import OUTPUT_CHARS, TaskResult
 
 INSTALL_HINT = "install it with: pip install 'forge-finetune[harness]' (lm-eval, pinned in pyproject.toml)"
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -232,26 +231,6 @@ def run_harness(tasks: HarnessTasks, model: EvalModel, progress: bool = False) -
     if out is None:
         raise EvaluationError("lm-evaluation-harness returned no results", "run forge eval as one process")
     return out
-
-
-@TASKS.register("general")
-def general_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
-    """lm-evaluation-harness tasks (general ability) through the harness's Hugging Face wrapper."""
-    result = TaskResult("general", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"lm-evaluation-harness needs a causal LM (model.task is {model.kind})"
-        return result
-    tasks: HarnessTasks | None = settings.general
-    if tasks is None:
-        result.skipped = "no harness tasks were loaded (evaluation.general.tasks)"
-        return result
-    out = run_harness(tasks, model, settings.progress)
-    result.parts = harness_parts(out, model.label, tasks.sources, settings.samples)
-    result.details = {"harness": f"lm-evaluation-harness {tasks.version}".strip(),
-                      "listed": tasks.listed, "scored": len(result.parts), "limit": tasks.settings.limit,
-                      "num_fewshot": tasks.settings.num_fewshot if tasks.settings.num_fewshot is not None
-                      else "task default", "offline": tasks.settings.offline}
-    return result
 
 
 def harness_parts(out: Mapping[str, Any], label: str, sources: Mapping[str, str] | None = None,

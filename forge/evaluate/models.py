@@ -53,7 +53,7 @@ def load_models(recipe: Any, plan: Any, run_dir: Path, compare: str | None) -> M
     """The fine-tuned model of run_dir and the baseline that `compare` names (None: no baseline)."""
     notes: list[str] = []
     kind, trained = find_trained(run_dir)
-    quantization = _quantization(plan, notes)
+    quantization = _eval_quantization(plan, notes)
     tokenizer = _tokenizer(plan, trained, quantization)
     if kind == "adapter":
         from peft import PeftModel
@@ -112,7 +112,8 @@ def _adapter_active(model: Any, name: str) -> Iterator[None]:
         model.set_adapter(previous)
 
 
-def _quantization(plan: Any, notes: list[str]) -> Any:
+def _eval_quantization(plan: Any, notes: list[str]) -> Any:
+    """The quantization the models are evaluated with: the run's, or none (with a note) without CUDA."""
     from forge.model.load import cuda_available
 
     if plan.quantization and not cuda_available():

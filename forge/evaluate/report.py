@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from forge.atomic import write_text
 from forge.evaluate.bootstrap import CONFIDENCE, MIN_UNITS, NOT_COMPARABLE, cluster, interval, paired_bootstrap
-from forge.file_modes import as_umask_allows
 from forge.evaluate.catalog import METRICS
 from forge.evaluate.gates import all_passed, check_gates
 from forge.evaluate.generation import latency_summary
-from forge.evaluate.tasks import TaskResult
+from forge.evaluate.results import TaskResult
 
 REPORT_VERSION = 1
 BENCHMARK_METRICS = ("latency_p50_s", "latency_p99_s", "tokens_per_second")
@@ -177,19 +175,6 @@ def _plotted_general(report: Mapping[str, Any], names: list[str]) -> list[str]:
         return names
     keep = {safe_name(t) for t in listed}
     return [n for n in names if (split_metric(n) or ("", ""))[0] in keep]
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace path with text atomically (a temporary file renamed over it), so a reader never sees half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        as_umask_allows(tmp)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _task_entry(tuned: TaskResult, baseline: TaskResult | None) -> dict[str, Any]:

@@ -47,30 +47,56 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
         from forge.evaluate.tagger_eval import evaluate_tagger
 
         return evaluate_tagger(resolved, run_dir, progress, compare=compare)
+    from forge.evaluate.report import build_report
+    from forge.plan import compile_plan
+
     ev = recipe.evaluation
+    baseline, folder = _baseline_and_folder(ev, run_dir, compare, overrides)
+    plan = compile_plan(recipe)
+    general = _load_general_tasks(ev, run_dir, progress)  # before any model: a missing dataset stops at once
+    pair, data = _load_models_and_data(recipe, plan, run_dir, baseline, progress)
+    settings = _task_settings(recipe, pair, general, progress)
+    gene_notes = _gene_notes(data, settings, pair) if "gene_recognition" in ev.tasks else []
+    results, threads = _run_tasks(ev.tasks, data, pair, settings)
+    info = _report_info(recipe, run_dir, folder, baseline, pair, data, settings, overrides, threads)
+    report = build_report(results=results, gates=ev.gates, samples=ev.bootstrap_samples, seed=recipe.run.seed,
+                          info=info, notes=_notes(recipe, pair, data, gene_notes, results, general),
+                          unit=data.unit, not_comparable=_not_comparable(pair))
+    report["wall_seconds"] = round(time.time() - started, 2)
+    return _write_and_track(report, run_dir, recipe, folder)
+
+
+def _baseline_and_folder(ev: Any, run_dir: Path, compare: str | None,
+                         overrides: Sequence[str]) -> tuple[str | None, Path]:
+    """The baseline to compare with, and the report's folder: eval/ for the recipe's own evaluation, a folder
+    of its own for one with another baseline or overrides."""
     recorded = _normal_baseline(ev.compare_with)
     baseline = recorded if compare is None else _normal_baseline(compare)
     other = (baseline or "none") if baseline != recorded else None  # a baseline other than the recipe's
     folder = run_dir / "eval" / adhoc_name(other, overrides) if other or overrides else run_dir / "eval"
+    return baseline, folder
 
-    from forge.plan import compile_plan
 
-    plan = compile_plan(recipe)
-    general = None
-    if "general" in ev.tasks:  # the harness's tasks and data first: a missing dataset stops before any model loads
-        from forge.evaluate.harness import load_harness_tasks
+def _load_general_tasks(ev: Any, run_dir: Path, progress: bool) -> Any:
+    """The harness's tasks with their data, when the recipe asks for the general task; else None."""
+    if "general" not in ev.tasks:
+        return None
+    from forge.evaluate.harness import load_harness_tasks
 
-        if progress:
-            print(f"forge eval {run_dir}: loading lm-evaluation-harness tasks", file=sys.stderr, flush=True)
-        general = load_harness_tasks(ev.general)
-    import torch
+    if progress:
+        print(f"forge eval {run_dir}: loading lm-evaluation-harness tasks", file=sys.stderr, flush=True)
+    return load_harness_tasks(ev.general)
+
+
+def _load_models_and_data(recipe: Any, plan: Any, run_dir: Path, baseline: str | None,
+                          progress: bool) -> tuple[Any, Any]:
+    """The fine-tuned model and its baseline, and the held-out examples of the domain tasks."""
     from transformers import set_seed
 
-    from forge.evaluate.examples import EvalData, gene_gold_note, load_eval_data
+    from forge.evaluate.examples import EvalData, load_eval_data
     from forge.evaluate.models import load_models
-    from forge.evaluate.report import build_report, write_report
-    from forge.evaluate.tasks import TaskSettings, run_task
 
+    ev = recipe.evaluation
     set_seed(recipe.run.seed)
     if progress:  # progress goes to stderr: stdout holds the results (or the --json report)
         print(f"forge eval {run_dir}: loading models", file=sys.stderr, flush=True)
@@ -81,28 +107,52 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     if domain and data.documents == 0:
         raise EvaluationError(f"there is nothing to evaluate on: {data.source} holds no papers",
                               f"set data.split.{ev.split} above 0, or evaluation.data to held-out papers")
-    chat = uses_chat_template(recipe.data.format, pair.tuned.tokenizer)
-    settings = TaskSettings(window=_window(ev.window or recipe.training.max_seq_length, pair.tuned.model),
-                            stride=ev.stride, max_new_tokens=ev.generation.max_new_tokens,
-                            temperature=ev.generation.temperature, top_p=ev.generation.top_p,
-                            chat=chat, progress=progress, general=general)
-    fit_notes = _fit_gene_passages(data, settings, pair) if "gene_recognition" in ev.tasks else []
-    gold_note = gene_gold_note(data.gene_recognition) if "gene_recognition" in ev.tasks else None
-    not_comparable = {}
-    if pair.baseline is not None and not same_tokenizer(pair.tuned.tokenizer, pair.baseline.tokenizer):
-        not_comparable["perplexity"] = ("the two models have different tokenizers, so their perplexities are per "
-                                        "different tokens; compare bits_per_byte")
+    return pair, data
+
+
+def _task_settings(recipe: Any, pair: Any, general: Any, progress: bool) -> Any:
+    """What the tasks read of the recipe: the window, the decoding, whether prompts use the chat template."""
+    from forge.evaluate.tasks import TaskSettings
+
+    ev = recipe.evaluation
+    return TaskSettings(window=_window(ev.window or recipe.training.max_seq_length, pair.tuned.model),
+                        stride=ev.stride, max_new_tokens=ev.generation.max_new_tokens,
+                        temperature=ev.generation.temperature, top_p=ev.generation.top_p,
+                        chat=uses_chat_template(recipe.data.format, pair.tuned.tokenizer), progress=progress,
+                        general=general)
+
+
+def _run_tasks(tasks: Sequence[str], data: Any, pair: Any, settings: Any) -> tuple[dict[str, dict[str, Any]], int]:
+    """Each task on the fine-tuned model and on the baseline; returns the results and the CPU threads used."""
+    from forge.evaluate.tasks import run_task
+
     results: dict[str, dict[str, Any]] = {}
     with _cpu_threads(pair.tuned.model) as threads:
-        if any(task not in ("perplexity", "general") for task in ev.tasks):  # the first generation allocates; untimed
+        if any(task not in ("perplexity", "general") for task in tasks):  # the first generation allocates; untimed
             for model in (pair.tuned, pair.baseline):
                 if model is not None and model.kind == "causal_lm":
                     with model.use():
                         settings.prompter(model.tokenizer).warm_up(model.model)
-        for task in ev.tasks:
+        for task in tasks:
             results[task] = {"tuned": run_task(task, data, pair.tuned, settings),
                              "baseline": run_task(task, data, pair.baseline, settings) if pair.baseline else None}
-    notes = pair.notes + data.notes + fit_notes + ([gold_note] if gold_note else []) + [
+    return results, threads
+
+
+def _not_comparable(pair: Any) -> dict[str, str]:
+    """Metrics that cannot be compared between the two models, with why."""
+    if pair.baseline is not None and not same_tokenizer(pair.tuned.tokenizer, pair.baseline.tokenizer):
+        return {"perplexity": ("the two models have different tokenizers, so their perplexities are per "
+                               "different tokens; compare bits_per_byte")}
+    return {}
+
+
+def _notes(recipe: Any, pair: Any, data: Any, gene_notes: list[str], results: dict[str, dict[str, Any]],
+           general: Any) -> list[str]:
+    """The report's notes: what the models, the data and the gene passages said, the skipped tasks, and what a
+    reader must know to read the gene and general scores."""
+    ev = recipe.evaluation
+    notes = pair.notes + data.notes + gene_notes + [
         f"{t}: skipped, {r['tuned'].skipped}" for t, r in results.items() if r["tuned"].skipped]
     if "gene_recognition" in ev.tasks and pair.tuned.kind == "causal_lm" and (
             recipe.data.format == "causal_lm" or "list_genes" not in recipe.data.templates):
@@ -112,20 +162,34 @@ def evaluate_run(run_dir: Path | str, compare: str | None = None, progress: bool
     if general is not None and ev.general.limit:
         notes.append(f"general: at most {ev.general.limit} documents per harness task (evaluation.general.limit), "
                      "so its scores are not the harness's full-set numbers")
-    info = {
+    return notes
+
+
+def _report_info(recipe: Any, run_dir: Path, folder: Path, baseline: str | None, pair: Any, data: Any,
+                 settings: Any, overrides: Sequence[str], threads: int) -> dict[str, Any]:
+    """What was evaluated, on what, how and where: the report's header."""
+    import torch
+
+    ev = recipe.evaluation
+    return {
         "run_name": recipe.run.name, "run_dir": str(run_dir), "model_source": pair.tuned.source,
         "base_model": recipe.model.name_or_path, "compare_with": baseline,
         "baseline_label": pair.baseline.label if pair.baseline else None, "tasks_requested": list(ev.tasks),
-        "data": {"source": data.source, "documents": data.documents, "examples": {t: n for t, n in data.counts().items() if t in ev.tasks}},
+        "data": {"source": data.source, "documents": data.documents,
+                 "examples": {t: n for t, n in data.counts().items() if t in ev.tasks}},
         "settings": {"window": settings.window, "stride": ev.stride, "generation": ev.generation.model_dump(),
-                     "prompt": "chat template" if chat else "plain"},
+                     "prompt": "chat template" if settings.chat else "plain"},
         "recorded": folder == run_dir / "eval", "report_dir": str(folder), "overrides": list(overrides),
         "device": f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else
                   f"cpu ({threads} thread{'s' if threads > 1 else ''})",
     }
-    report = build_report(results=results, gates=ev.gates, samples=ev.bootstrap_samples, seed=recipe.run.seed,
-                          info=info, notes=notes, unit=data.unit, not_comparable=not_comparable)
-    report["wall_seconds"] = round(time.time() - started, 2)
+
+
+def _write_and_track(report: dict[str, Any], run_dir: Path, recipe: Any, folder: Path) -> dict[str, Any]:
+    """Write the report; the recipe's own evaluation is also logged to the run's MLflow run (an ad-hoc one is
+    not, so it never replaces the recorded metrics)."""
+    from forge.evaluate.report import write_report
+
     if folder != run_dir / "eval":
         report["tracking"] = {"status": "off", "reason": "an ad-hoc evaluation is not logged to the run"}
         write_report(report, folder)
@@ -148,6 +212,15 @@ def eval_command(target: str | Path, compare: str | None = None, *, overrides: S
         print(f"forge: quality gate failed: {gate_label(g)}: {g['reason']}",
               file=sys.stderr)
     return EXIT_GATE_FAILED if failed else EXIT_OK
+
+
+def _gene_notes(data: Any, settings: Any, pair: Any) -> list[str]:
+    """Fit the gene-recognition passages to the window; the notes on what was cut and how gold was read."""
+    from forge.evaluate.examples import gene_gold_note
+
+    notes = _fit_gene_passages(data, settings, pair)
+    gold_note = gene_gold_note(data.gene_recognition)  # of the cut passages
+    return notes + ([gold_note] if gold_note else [])
 
 
 def _fit_gene_passages(data: Any, settings: Any, pair: Any) -> list[str]:

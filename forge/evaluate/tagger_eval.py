@@ -48,7 +48,7 @@ def bc2gm_counts(gold: Any, predicted: dict[str, list[tuple[int, int]]]) -> list
 def bc2gm_predictions(model: Any, tokenizer: Any, sentences: Any, max_length: int) -> dict[str, list[tuple[int, int]]]:
     """The mentions a token classifier finds in BC2GM sentences, as BC2GM offsets (non-space, end inclusive)."""
     from forge.evaluate.biocreative import to_nonspace_span
-    from forge.evaluate.entities import find_mentions
+    from forge.model.tagging import find_mentions
 
     texts = [s.text for s in sentences]
     found = find_mentions(model, tokenizer, texts, max_length)
@@ -104,7 +104,7 @@ def _score(recipe: Any, model: Any, tokenizer: Any, max_length: int, run_dir: Pa
            results: dict[str, dict[str, Any]], notes: list[str]) -> tuple[str, int]:
     """Fill results with the entities or bc2gm task; returns (data source, sentences scored)."""
     from forge.evaluate import genes
-    from forge.evaluate.tasks import TaskResult
+    from forge.evaluate.results import TaskResult
 
     statistics = {"precision": genes.precision_statistic, "recall": genes.recall_statistic, "f1": genes.f1_statistic}
     ev = recipe.evaluation
@@ -147,7 +147,7 @@ def _score(recipe: Any, model: Any, tokenizer: Any, max_length: int, run_dir: Pa
     if not words:
         raise EvaluationError(f"there is nothing to evaluate on: {source} holds no sentences",
                               f"set data.split.{ev.split} above 0, or evaluation.data to a CoNLL file")
-    from forge.evaluate.entities import tag_words
+    from forge.model.tagging import tag_words
 
     counts = sentence_counts(tags, tag_words(model, tokenizer, words, max_length))
     result = TaskResult("entities", "fine-tuned", units=genes.units([genes.GeneCounts(*c) for c in counts]),

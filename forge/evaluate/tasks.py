@@ -8,21 +8,22 @@ its group (the paper it comes from), which the bootstrap resamples whole.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from forge.data.gene_mentions import parse_gene_answer
 from forge.evaluate import genes, perplexity, text_metrics
-from forge.evaluate.bootstrap import Statistic, mean_of
+from forge.evaluate.bootstrap import mean_of
 from forge.evaluate.examples import EvalData
-from forge.evaluate.generation import Generation, Prompter
+from forge.evaluate.harness import HarnessTasks, harness_parts, run_harness
+from forge.evaluate.generation import Prompter
 from forge.evaluate.models import EvalModel
+from forge.evaluate.results import OUTPUT_CHARS, TaskResult
 from forge.registry import Registry
 
 TASKS: Registry = Registry("evaluation task")
-OUTPUT_CHARS = 300  # of each sample output kept in the report
 
 
 @dataclass(frozen=True)
@@ -37,38 +38,12 @@ class TaskSettings:
     chat: bool = False
     progress: bool = False
     samples: int = 3  # example outputs kept in the report per task and model
-    general: Any = None  # the general task's harness tasks, loaded once (forge.evaluate.harness.HarnessTasks)
+    general: HarnessTasks | None = None  # the general task's harness tasks, loaded once
 
     def prompter(self, tokenizer: Any) -> Prompter:
         return Prompter(tokenizer, max_input_tokens=max(16, self.window - self.max_new_tokens),
                         max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
                         chat=self.chat)
-
-
-@dataclass
-class TaskResult:
-    """One task on one model: metrics, bootstrap units and statistics, details and a few sample outputs."""
-
-    task: str
-    model: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    units: np.ndarray | None = None
-    groups: list[str] | None = None  # the unit (paper) of each row of units
-    statistics: dict[str, Statistic] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    generations: list[Generation] = field(default_factory=list)
-    skipped: str | None = None
-    # metrics outside the catalog (the general task's) say their direction here
-    higher_is_better: dict[str, bool] = field(default_factory=dict)
-    # one result per harness task of the general task, each with its own examples (units)
-    parts: dict[str, TaskResult] = field(default_factory=dict)
-
-    def finish(self) -> TaskResult:
-        """Fill the metrics from the statistics over all examples."""
-        if self.units is not None and len(self.units):
-            self.metrics = {name: float(stat(self.units)) for name, stat in self.statistics.items()}
-        return self
 
 
 TaskFunction = Callable[[EvalData, EvalModel, TaskSettings], TaskResult]
@@ -86,13 +61,19 @@ def _bar(items: list[Any], task: str, model: EvalModel, settings: TaskSettings) 
     return progress_bar(items, desc=f"{task} ({model.label})", unit=" ex", disable=not settings.progress, leave=False)
 
 
+def _unless_causal_lm(task: str, what: str, model: EvalModel) -> TaskResult | None:
+    """The task's result, skipped, for a model that is not a causal LM; None for one that is."""
+    if model.kind == "causal_lm":
+        return None
+    return TaskResult(task, model.label, skipped=f"{what} needs a causal LM (model.task is {model.kind})")
+
+
 @TASKS.register("perplexity")
 def perplexity_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
     """Token-weighted perplexity of held-out text, with a sliding window over long documents."""
+    if (skipped := _unless_causal_lm("perplexity", "perplexity", model)) is not None:
+        return skipped
     result = TaskResult("perplexity", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"perplexity needs a causal LM (model.task is {model.kind})"
-        return result
     if not data.perplexity:
         result.skipped = "no held-out text"
         return result
@@ -168,10 +149,9 @@ def gene_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskR
 @TASKS.register("summarization")
 def summary_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
     """ROUGE-1/2/L F-measure of generated summaries against reference summaries (or abstracts)."""
+    if (skipped := _unless_causal_lm("summarization", "summarization", model)) is not None:
+        return skipped
     result = TaskResult("summarization", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"summarization needs a causal LM (model.task is {model.kind})"
-        return result
     if not data.summarization:
         result.skipped = "no examples with a reference summary (or an abstract and a body)"
         return result
@@ -195,10 +175,9 @@ def summary_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> Ta
 @TASKS.register("question_answering")
 def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
     """Exact match and token F1 (SQuAD) of short answers to questions about an abstract."""
+    if (skipped := _unless_causal_lm("question_answering", "question answering", model)) is not None:
+        return skipped
     result = TaskResult("question_answering", model.label)
-    if model.kind != "causal_lm":
-        result.skipped = f"question answering needs a causal LM (model.task is {model.kind})"
-        return result
     if not data.question_answering:
         result.skipped = "no questions with reference answers (metadata qa)"
         return result
@@ -221,4 +200,20 @@ def qa_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskRes
     return result.finish()
 
 
-from forge.evaluate import harness as _harness  # noqa: E402,F401  registers `general` (imports lm_eval lazily)
+@TASKS.register("general")
+def general_task(data: EvalData, model: EvalModel, settings: TaskSettings) -> TaskResult:
+    """lm-evaluation-harness tasks (general ability) through the harness's Hugging Face wrapper."""
+    if (skipped := _unless_causal_lm("general", "lm-evaluation-harness", model)) is not None:
+        return skipped
+    result = TaskResult("general", model.label)
+    tasks: HarnessTasks | None = settings.general
+    if tasks is None:
+        result.skipped = "no harness tasks were loaded (evaluation.general.tasks)"
+        return result
+    out = run_harness(tasks, model, settings.progress)
+    result.parts = harness_parts(out, model.label, tasks.sources, settings.samples)
+    result.details = {"harness": f"lm-evaluation-harness {tasks.version}".strip(),
+                      "listed": tasks.listed, "scored": len(result.parts), "limit": tasks.settings.limit,
+                      "num_fewshot": tasks.settings.num_fewshot if tasks.settings.num_fewshot is not None
+                      else "task default", "offline": tasks.settings.offline}
+    return result

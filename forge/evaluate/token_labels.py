@@ -1,51 +1,14 @@
 """The token-classification route to gene recognition for encoder (BERT-style) models: per-token BIO labels
-become character spans, spans become mentions, and mentions are scored like a generated gene list (and,
-strictly, span by span).
-
-Label convention: B-X opens an entity of type X, I-X continues one of the same type (an I-X after O or
-after another type opens one, as conlleval does), O and special tokens (offset (0, 0)) are outside.
+become character spans (forge/model/tagging.py), spans become mentions, and mentions are scored like a
+generated gene list (and, strictly, span by span).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from forge.evaluate.genes import GeneCounts
-
-Span = tuple[int, int]  # character offsets [start, end)
-
-
-def bio_spans(labels: Sequence[str], offsets: Sequence[Span], text: str | None = None) -> list[tuple[int, int, str]]:
-    """Entity spans (start, end, type) from one label per token and each token's character offsets; with the
-    text, spaces a byte-level tokenizer keeps at a span's edges are trimmed off."""
-    if len(labels) != len(offsets):
-        raise ValueError(f"{len(labels)} labels for {len(offsets)} tokens")
-    spans: list[tuple[int, int, str]] = []
-    current: list[Any] | None = None  # [start, end, type]
-    for label, (start, end) in zip(labels, offsets):
-        if start == end:  # a special token: it neither opens nor closes an entity
-            continue
-        prefix, _, kind = label.partition("-")
-        if prefix == "I" and current is not None and current[2] == kind:
-            current[1] = end
-            continue
-        if current is not None:
-            spans.append((current[0], current[1], current[2]))
-            current = None
-        if prefix in ("B", "I"):
-            current = [start, end, kind]
-    if current is not None:
-        spans.append((current[0], current[1], current[2]))
-    return [_trim(s, text) for s in spans] if text is not None else spans
-
-
-def _trim(span: tuple[int, int, str], text: str) -> tuple[int, int, str]:
-    start, end, kind = span
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end, kind
+from forge.model.tagging import Span, bio_spans
 
 
 def mentions(text: str, spans: Iterable[tuple[int, int] | tuple[int, int, str]]) -> list[str]:

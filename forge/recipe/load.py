@@ -17,6 +17,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 
 from forge.recipe.errors import Position, RecipeError, RecipeIssue, did_you_mean, dotted
 from forge.recipe.schema import RECIPE_RELATIVE_PATHS
+from forge.recipe.schema_paths import schema_path_issue
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXTENDS_DEPTH = 8
@@ -369,8 +370,6 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, 
 
 def apply_overrides(raw: RawRecipe, overrides: list[str]) -> None:
     """Apply `key.path=value` (value parsed as YAML) and `~key.path` (delete) in order."""
-    from forge.recipe.validate import schema_path_issue  # the schema walk lives with validation
-
     issues = []
     for index, text in enumerate(overrides, start=1):
         where = Position(OVERRIDES_FILE, index, 1)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from forge.data.chunking import cut_to_tokens
 from forge.data.formats import LIST_GENES_PROMPT, SUMMARIZE_PROMPT
 from forge.data.gene_mentions import parse_gene_list
 
@@ -70,13 +71,7 @@ def truncation_budget(max_input_tokens: int, context_length: int | None, max_tok
 def fit_text(tokenizer: Any, task: str, text: str, title: str, budget: int, *, chat: bool) -> str:
     """The paper text cut (at a token boundary) so that the task's prompt fits in `budget` tokens."""
     overhead = len(encode(tokenizer, task_prompt(task, "", title), chat=chat))
-    room = budget - overhead - 2  # tokens can merge across the cut
-    if room <= 0:
-        return ""
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    if len(offsets) <= room:
-        return text
-    return text[:offsets[room - 1][1]]
+    return cut_to_tokens(text, tokenizer, budget - overhead - 2)  # 2: tokens can merge across the cut
 
 
 def parse_list(answer: str, *, limit: int = 200) -> list[str]:

@@ -20,6 +20,7 @@ from litserve.specs.base import LitSpec
 from litserve.utils import LitAPIStatus, ResponseBufferItem
 from pydantic import Field
 
+from forge.model.tagging import find_mentions
 from forge.serve.api import ForgeAPI
 from forge.serve.load import ServedModel, load_for_serving
 from forge.serve.protocol import AnalyzeRequest, ApiError, Body, Limits
@@ -149,8 +150,6 @@ class TaggerAPI(ls.LitAPI):
         if device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
         self.model, self.tokenizer = load_for_serving(self.served, device)
-        from forge.evaluate.entities import find_mentions
-
         find_mentions(self.model, self.tokenizer, ["warm up"])  # the first request pays no allocator warm-up
         print(f"forge serve: model worker {os.getpid()} ready on {device} in {time.perf_counter() - started:.1f}s",
               flush=True)
@@ -161,8 +160,6 @@ class TaggerAPI(ls.LitAPI):
         return request
 
     def predict(self, x: Any) -> list[list[dict[str, Any]]] | list[dict[str, Any]]:
-        from forge.evaluate.entities import find_mentions
-
         batched = self.max_batch_size > 1
         texts = list(x) if batched else [x]
         found = find_mentions(self.model, self.tokenizer, texts, tagging_limit(self.limits))

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 
 from forge.model.report import memory_bytes
-from forge.train.atomic import append_jsonl
+from forge.atomic import append_jsonl
 from forge.train.checkpoints import write_marker
 
 # Names in metrics.jsonl for what the trainer logs

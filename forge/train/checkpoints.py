@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from forge.model.errors import ForgeRuntimeError
+from forge.atomic import fsync_dir, read_json, read_jsonl, write_json, write_text
 from forge.plan import EightBitPlan, FourBitPlan, LaunchPlan, LoraPlan, ModelPlan
-from forge.train.atomic import fsync_dir, read_json, read_jsonl, write_json, write_text
 
 MARKER = "forge-complete.json"
 HASHED_BYTES = 256 * 2**20

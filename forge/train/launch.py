@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from forge.errors import see_docs
+from forge.atomic import read_json, write_json, write_text
 from forge.plan import LaunchPlan, Plan
-from forge.train.atomic import read_json, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 
 

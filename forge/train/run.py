@@ -26,7 +26,7 @@ from forge.model.errors import ForgeRuntimeError
 from forge.model.report import human_bytes, peak_memory_bytes, peak_reserved_bytes
 from forge.plan import FourBitPlan, LaunchPlan, Plan
 from forge.recipe.schema import Recipe
-from forge.train.atomic import disk_full, read_json, read_jsonl, write_json, write_text
+from forge.atomic import disk_full, read_json, read_jsonl, write_json, write_text
 from forge.train.checkpoints import ResumeMode, checkpoint_info, prepare_run_dir
 from forge.train.progress import plan_summary, quiet_library_bars
 

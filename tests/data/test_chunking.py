@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from data_support import paper, run_step
-from forge.data.chunking import chunk_text, count_tokens
+from forge.data.chunking import chunk_text, count_tokens, cut_to_tokens
 from forge.data.errors import DataError
 from forge.data.steps import STEPS, StepContext
 
@@ -141,3 +141,37 @@ def test_characters_of_several_byte_tokens_never_stall_the_budget(demo_bpe_token
     counts = count_tokens(chunks, demo_bpe_tokenizer)
     # A window of 10 tokens ends inside the 4th character; the chunk is cut back to whole characters.
     assert max(counts) <= 10 and chunks[0] == "\u2192" * 3
+
+
+def test_a_passage_is_cut_to_the_longest_prefix_within_the_budget(demo_bpe_tokenizer) -> None:
+    text = "BRCA1 regulates DNA repair in breast cells. " * 20
+    total = count_tokens([text], demo_bpe_tokenizer)[0]
+    for budget in (1, 7, 30, total - 1):
+        cut = cut_to_tokens(text, demo_bpe_tokenizer, budget)
+        longer = cut_to_tokens(text, demo_bpe_tokenizer, budget + 1)
+        assert text.startswith(cut) and count_tokens([cut], demo_bpe_tokenizer) == [budget]
+        assert len(longer) > len(cut), budget  # one token more shows more of the text: the cut is the longest
+    assert cut_to_tokens(text, demo_bpe_tokenizer, total) == text
+    assert cut_to_tokens(text, demo_bpe_tokenizer, 0) == "" == cut_to_tokens(text, demo_bpe_tokenizer, -3)
+
+
+class SlowWordTokenizer:
+    """A tokenizer without offsets (as transformers' slow tokenizers): whitespace words are its tokens."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False,
+                 verbose: bool = True) -> dict[str, list[int]]:
+        if return_offsets_mapping:
+            raise NotImplementedError("return_offset_mapping is not available when using Python tokenizers")
+        self.calls += 1
+        return {"input_ids": list(range(len(text.split())))}
+
+
+def test_a_tokenizer_without_offsets_gets_the_longest_prefix_that_fits() -> None:
+    words = SlowWordTokenizer()
+    assert cut_to_tokens("TP53 binds MDM2 in the nucleus", words, 3) == "TP53 binds MDM2 "
+    assert cut_to_tokens("TP53 binds MDM2", words, 0) == ""
+    words.calls = 0
+    assert cut_to_tokens("TP53 binds MDM2", words, 3) == "TP53 binds MDM2" and words.calls == 1  # fits: one look

@@ -12,12 +12,12 @@ import pytest
 
 from forge.data.formats import LIST_GENES_PROMPT, build_examples
 from forge.data.papers import ScientificPaper
-from forge.evaluate.examples import GeneExample, fit_gene_examples, from_papers, gene_gold_note
+from forge.evaluate.examples import EvalData, GeneExample, fit_gene_examples, from_papers, gene_gold_note
 from forge.evaluate.generation import Prompter
 from forge.evaluate.genes import GoldGene
 from forge.evaluate.models import EvalModel
 from forge.evaluate.run import uses_chat_template
-from forge.evaluate.tasks import TaskSettings, gene_task
+from forge.evaluate.tasks import TaskSettings, gene_task, run_task
 
 PAPER = ScientificPaper.from_record({
     "id": "p1", "title": "KRAS in the pancreas",
@@ -134,3 +134,13 @@ def test_a_chunked_paper_is_asked_about_its_chunks_as_training_did() -> None:
     assert [[g.symbol for g in e.gold] for e in data.gene_recognition] == [["KRAS"], ["MYC", "TP53"]]  # order of first mention
     assert {e.group for e in data.gene_recognition} == {"p1"}  # one paper: one bootstrap unit
     assert [e.id for e in data.perplexity] == ["p1"]  # perplexity still reads the whole paper
+
+
+@pytest.mark.parametrize(("task", "what"), [("perplexity", "perplexity"), ("summarization", "summarization"),
+                                            ("question_answering", "question answering"),
+                                            ("general", "lm-evaluation-harness")])
+def test_a_task_for_causal_lms_skips_another_model(task: str, what: str) -> None:
+    tagger = EvalModel("tuned", model=None, tokenizer=None, kind="token_classification", source="run")
+    result = run_task(task, EvalData(source="held-out", documents=1), tagger, TaskSettings(window=64, stride=None))
+    assert (result.task, result.model, result.metrics) == (task, "tuned", {})
+    assert result.skipped == f"{what} needs a causal LM (model.task is token_classification)"

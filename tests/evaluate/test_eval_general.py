@@ -182,7 +182,7 @@ def test_harness_results_become_metrics_with_units_where_samples_reproduce_them(
 
 def test_report_pairs_parts_and_keeps_point_metrics() -> None:
     from forge.evaluate.report import NO_INTERVAL, build_report
-    from forge.evaluate.tasks import TaskResult
+    from forge.evaluate.results import TaskResult
     from forge.evaluate.bootstrap import mean_of
 
     def result(label: str, acc: list[float], bleu: float) -> TaskResult:

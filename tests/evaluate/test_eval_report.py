@@ -14,7 +14,7 @@ from forge.evaluate.genes import f1_statistic, precision_statistic, recall_stati
 from forge.evaluate.markdown import render_markdown
 from forge.evaluate.perplexity import perplexity_statistic
 from forge.evaluate.report import build_report, write_report
-from forge.evaluate.tasks import TaskResult
+from forge.evaluate.results import TaskResult
 
 
 def perplexity_result(label: str, nll_per_token: float) -> TaskResult:

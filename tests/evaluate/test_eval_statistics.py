@@ -17,7 +17,7 @@ from forge.evaluate.genes import f1_statistic, precision_statistic, recall_stati
 from forge.evaluate.markdown import render_markdown
 from forge.evaluate.perplexity import bits_per_byte_statistic, perplexity_statistic
 from forge.evaluate.report import build_report, draw_plots
-from forge.evaluate.tasks import TaskResult
+from forge.evaluate.results import TaskResult
 
 
 def test_rows_of_one_paper_are_summed_into_one_unit() -> None:

@@ -1,5 +1,5 @@
-"""The token-classification route for BERT-style models: BIO labels to spans by hand, a forced classifier's
-predictions, and a whole evaluation of a token classifier on a BioCreative set."""
+"""The token-classification route for BERT-style models: spans to mentions and strict counts by hand, a forced
+classifier's predictions, and a whole evaluation of a token classifier on a BioCreative set."""
 from __future__ import annotations
 
 import json
@@ -8,27 +8,13 @@ from pathlib import Path
 import pytest
 
 from forge.evaluate.genes import GeneCounts
-from forge.evaluate.token_labels import bio_spans, has_bio_labels, mentions, predict_spans, span_counts
+from forge.evaluate.token_labels import has_bio_labels, mentions, predict_spans, span_counts
 
 TEXT = "BRCA1 and TP53 bind"
-#          BRCA  1     ' and'  ' TP'   53       ' bind'   (special tokens have offsets (0, 0))
-OFFSETS = [(0, 0), (0, 4), (4, 5), (5, 9), (9, 12), (12, 14), (14, 19), (0, 0)]
 
 
-def test_bio_spans_by_hand() -> None:
-    labels = ["O", "B-GENE", "I-GENE", "O", "I-GENE", "I-GENE", "B-GENE", "B-GENE"]
-    # B I -> BRCA1 [0, 5); O closes it; an I after O opens TP53 [9, 14) whose leading space is trimmed to
-    # [10, 14); a B opens " bind" [14, 19) -> [15, 19); the final special token neither opens nor closes.
-    assert bio_spans(labels, OFFSETS, TEXT) == [(0, 5, "GENE"), (10, 14, "GENE"), (15, 19, "GENE")]
-    assert mentions(TEXT, bio_spans(labels, OFFSETS, TEXT)) == ["BRCA1", "TP53", "bind"]
-    # without the text the byte-level spaces stay
-    assert bio_spans(labels, OFFSETS)[1] == (9, 14, "GENE")
-    # an I of another type opens a new entity; all O gives none
-    assert bio_spans(["O", "B-GENE", "I-PROT", "O", "O", "O", "O", "O"], OFFSETS, TEXT) == [
-        (0, 4, "GENE"), (4, 5, "PROT")]
-    assert bio_spans(["O"] * 8, OFFSETS, TEXT) == []
-    with pytest.raises(ValueError, match="7 labels for 8 tokens"):
-        bio_spans(["O"] * 7, OFFSETS)
+def test_mentions_are_the_stripped_texts_of_the_spans() -> None:
+    assert mentions(TEXT, [(0, 5, "GENE"), (9, 14, "GENE"), (14, 15)]) == ["BRCA1", "TP53"]
 
 
 def test_strict_span_counts_by_hand() -> None:

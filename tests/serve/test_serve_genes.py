@@ -55,7 +55,7 @@ def post(server, path: str, body: dict, key: str | None = API_KEY) -> requests.R
 def test_genes_gives_mentions_with_character_offsets(tagger_server, tagger_run: dict, conll_file: Path) -> None:
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from forge.evaluate.entities import find_mentions
+    from forge.model.tagging import find_mentions
 
     text, gold = running_text(conll_file)
     response = post(tagger_server, "/v1/genes", {"text": text})

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from forge.evaluate.report import write_text as write_report_text
+from forge.atomic import write_json, write_text
 from forge.file_modes import current_umask
-from forge.train.atomic import write_json, write_text
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])
@@ -34,12 +33,11 @@ def test_current_umask_reads_the_process_umask(umask: int) -> None:
 def test_atomic_run_files_have_the_mode_open_would_give(tmp_path: Path, umask: int) -> None:
     write_json(tmp_path / "summary.json", {"status": "completed"})
     write_text(tmp_path / "recipe.yaml", "run: {}\n")
-    write_report_text(tmp_path / "report.md", "# report\n")
     with open(tmp_path / "plain.txt", "w") as f:  # what an ordinary write gets
         f.write("x")
     expected = mode(tmp_path / "plain.txt")
     assert expected == 0o666 & ~umask
-    for name in ("summary.json", "recipe.yaml", "report.md"):
+    for name in ("summary.json", "recipe.yaml"):
         assert mode(tmp_path / name) == expected, name
 
 

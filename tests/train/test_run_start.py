@@ -67,7 +67,7 @@ def test_a_finished_run_is_recognised_before_torch_is_imported(tmp_path: Path) -
     from forge.data.readers import source_digests
     from forge.plan import compile_plan
     from forge.recipe.validate import resolve
-    from forge.train.atomic import write_json, write_text
+    from forge.atomic import write_json, write_text
 
     overrides = [f"run.output_dir={tmp_path}"]
     resolved = resolve(QUICKSTART, overrides)

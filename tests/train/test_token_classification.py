@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 def fixture_f1(model_dir: Path, conll_file: Path) -> float:
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from forge.evaluate.entities import entity_scores, tag_words
+    from forge.evaluate.entities import entity_scores
+    from forge.model.tagging import tag_words
 
     sentences = read_conll(conll_file)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -1,5 +1,6 @@
-"""Files a run writes, written so that a crash never leaves half of one: a temporary file in the same folder,
-flushed and fsync'd, then renamed over the target (rename is atomic on POSIX filesystems).
+"""Files Forge writes (a run's summaries and markers, an evaluation report), written so that a crash never
+leaves half of one: a temporary file in the same folder, flushed and fsync'd, then renamed over the target
+(rename is atomic on POSIX filesystems), and the folder fsync'd; plus the readers that tolerate a torn last line.
 """
 from __future__ import annotations
 
