@@ -12,9 +12,10 @@ datasketch runs twice: with the bands and rows MinHashLSH picks for the threshol
 false positives and false negatives equally) and with Forge's banding (`lsh_bands`, which puts the S-curve's
 midpoint just below the threshold so pairs at the threshold are candidates). Prints Markdown for
 BENCHMARKS.md: the machine and date, then one row per implementation: the fewest wall and CPU seconds of
---repeat runs, documents/s, the peak memory that tracemalloc saw during the call (numpy's arrays included; a separate run),
-what each found, the share of each planted level it dropped, and how many of all documents it decided
-(kept or dropped) as Forge did.
+--repeat runs, documents/s, the peak memory that tracemalloc saw during the call (numpy's arrays included;
+a separate run), what each found, the share of each planted level it dropped, and how many of all documents
+it decided (kept or dropped) as Forge did. datasketch is no dependency of Forge's: `pip install
+datasketch==2.0.0` first.
 
     python benchmarks/dedup.py                      # 20,000 papers + 4 x 100 planted pairs + 100 exact copies
     python benchmarks/dedup.py --papers 5000 --repeat 1

@@ -15,14 +15,15 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def documented_usages() -> list[str]:
     """The `forge ...` usage of each row of the README's verb table, with Markdown's escaped bars unescaped."""
     section = README.read_text(encoding="utf-8").split("## The verbs", 1)[1].split("\n## ", 1)[0]
-    return [m.replace("\\|", "|") for m in re.findall(r"^\| `forge ((?:[^`])+)` \|", section, flags=re.M)]
+    return [m.replace("\\|", "|") for m in re.findall(r"^\| `forge ([^`]+)` \|", section, flags=re.M)]
 
 
 def subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
     return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
 
 
-def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+def leaves(parser: argparse.ArgumentParser,
+           path: tuple[str, ...] = ()) -> dict[tuple[str, ...], argparse.ArgumentParser]:
     """Every parser that runs a verb, by its words (("runs", "list"), ("steps",), ...)."""
     sub = subcommands(parser)
     if sub is None:
