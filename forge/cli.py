@@ -147,7 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "from one recipe.")
     parser.add_argument("--version", action="version", version=f"forge {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add_verbs in (_add_recipe_verbs, _add_model_verbs, _add_reference_verbs, _add_data_verbs, _add_score_verbs,
+                      _add_runs_verbs):
+        add_verbs(sub)
+    return parser
 
+
+def _add_recipe_verbs(sub: argparse._SubParsersAction) -> None:
+    """validate, plan, run: the verbs that read a recipe and train from it."""
     p = sub.add_parser("validate", help="check recipes; every problem as FILE:LINE:COL: path: message")
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
     p.add_argument("--set", dest="override", action="append", metavar="KEY=VALUE", help="override (repeatable)")
@@ -169,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fresh", action="store_true", help="start over; an existing run directory is moved aside")
     p.set_defaults(func=cmd_run)
 
+
+def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
+    """eval, serve, export: the verbs that use a trained run."""
     p = sub.add_parser("eval", help="evaluate a finished run against a baseline; exit 1 when a quality gate fails")
     p.add_argument("target", metavar="RECIPE|RUN_DIR", help="a run directory written by forge run, or its recipe")
     p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
@@ -201,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="register the export as a new version of this MLflow registered model")
     p.set_defaults(func=cmd_export)
 
+
+def _add_reference_verbs(sub: argparse._SubParsersAction) -> None:
+    """steps, schema: what a recipe may say."""
     p = sub.add_parser("steps", help="list the preprocessing steps and their arguments")
     p.set_defaults(func=cmd_steps)
 
@@ -208,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true")
     p.set_defaults(func=cmd_schema)
 
+
+def _add_data_verbs(sub: argparse._SubParsersAction) -> None:
+    """data preview."""
     data = sub.add_parser("data", help="inspect what the data section produces")
     data_sub = data.add_subparsers(dest="data_verb", required=True, metavar="VERB")
     p = data_sub.add_parser("preview", help="a few processed examples and corpus statistics")
@@ -217,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_preview)
 
+
+def _add_score_verbs(sub: argparse._SubParsersAction) -> None:
+    """score BENCHMARK: official scores of any system's predictions."""
     score = sub.add_parser("score", help="score a prediction file from any system with a benchmark's official rules")
     score_sub = score.add_subparsers(dest="score_verb", required=True, metavar="BENCHMARK")
     p = score_sub.add_parser("bc2gm", help="BioCreative II gene mention: TP, FP, FN, precision, recall, F1 "
@@ -226,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
+
+def _add_runs_verbs(sub: argparse._SubParsersAction) -> None:
+    """runs list, show, compare, sync: the tracked runs."""
     runs = sub.add_parser("runs", help="find, show and compare tracked runs (MLflow)")
     runs_sub = runs.add_subparsers(dest="runs_verb", required=True, metavar="VERB")
     store_help = "tracking URI, or a folder holding mlflow.db (default: $MLFLOW_TRACKING_URI, else runs/mlflow.db)"
@@ -250,8 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = runs_sub.add_parser("sync", help="send what a run kept on disk while its tracking server was away")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.set_defaults(func=cmd_runs)
-    return parser
-
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

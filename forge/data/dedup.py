@@ -1,9 +1,11 @@
 """Duplicate detection for the `deduplicate` step: exact duplicates by a hash of the normalized text,
 near duplicates by MinHash signatures over word shingles with LSH banding.
 
-Forge's own code because it is ~100 lines of numpy: a MinHash library would be one more dependency for
-the same result. Hashes are stable (fixed polynomial and seeds), so a corpus deduplicates the same way
-every run, in any process.
+Forge's own code, weighed against datasketch's MinHash + MinHashLSH (benchmarks/dedup.py, BENCHMARKS.md):
+with the same banding both drop the same planted duplicates up to the estimators' noise at the threshold, and
+this one takes about a fifth of the CPU time (numpy over a batch of texts in place of a hash call per
+shingle) and needs nothing beyond numpy. Hashes are stable (fixed polynomial and seeds), so a corpus
+deduplicates the same way every run, in any process.
 The first paper of a group is kept, in input order.
 """
 from __future__ import annotations
@@ -57,19 +59,36 @@ def find_duplicates(texts: Sequence[str], exact: bool = True, near: bool = True,
 
 
 def minhash_signatures(texts: Sequence[str], shingle_size: int = 5, num_perm: int = 64, seed: int = 1,
-                       batch: int = 1024) -> numpy.ndarray:
+                       batch: int = 1024, batch_bytes: int = 1 << 20) -> numpy.ndarray:
     """A (len(texts), num_perm) uint32 array of one-permutation MinHash signatures over word shingles:
     each shingle hash falls in one of num_perm bins by its value, a bin keeps its minimum, and the rows of
-    two texts agree on about a Jaccard-similarity fraction of their positions."""
+    two texts agree on about a Jaccard-similarity fraction of their positions.
+
+    Texts are hashed `batch` at a time, and at most `batch_bytes` of UTF-8 at a time (a longer text alone):
+    a batch's arrays take tens of bytes per byte of text, so the bytes bound the peak memory whatever the
+    papers' length. A text's signature does not depend on its batch."""
     import numpy as np
 
-    batches = [[t.lower().encode("utf-8") for t in texts[i:i + batch]] for i in range(0, len(texts), batch)]
+    batches = _batches([t.lower().encode("utf-8") for t in texts], batch, batch_bytes)
     longest = max((sum(len(p) + 1 for p in parts) for parts in batches), default=0)
     with np.errstate(over="ignore"):  # P^i and P^-i mod 2^64, once for the longest batch
         powers = np.cumprod(np.full(longest, _P, dtype=np.uint64))
         inverse = np.cumprod(np.full(longest, _P_INVERSE, dtype=np.uint64))
     out = [_signature_batch(parts, shingle_size, num_perm, seed, powers, inverse) for parts in batches]
     return np.concatenate(out) if out else np.empty((0, num_perm), dtype=np.uint32)
+
+
+def _batches(parts: list[bytes], most: int, most_bytes: int) -> list[list[bytes]]:
+    """Consecutive runs of at most `most` parts and `most_bytes` bytes (a longer part is a run of its own)."""
+    batches: list[list[bytes]] = []
+    size = 0
+    for part in parts:
+        if not batches or len(batches[-1]) >= most or size + len(part) > most_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(part)
+        size += len(part) + 1
+    return batches
 
 
 def _signature_batch(parts: list[bytes], k: int, num_perm: int, seed: int, powers: numpy.ndarray,

@@ -58,6 +58,14 @@ def test_signatures_are_deterministic_and_depend_on_the_seed() -> None:
     assert not (minhash_signatures(texts, seed=1) == minhash_signatures(texts, seed=2)).all()
 
 
+def test_signatures_do_not_depend_on_the_batches() -> None:
+    # Batches of at most 3 texts or 700 bytes (each text ~550 bytes: most batches hold one) against one batch.
+    texts = [" ".join(words(80, seed=s)) for s in range(7)] + ["TP53 binds", ""]
+    whole = minhash_signatures(texts, batch=len(texts), batch_bytes=1 << 30)
+    assert (minhash_signatures(texts, batch=3, batch_bytes=700) == whole).all()
+    assert len({row.tobytes() for row in whole}) == len(texts)
+
+
 def test_short_texts_still_compare() -> None:
     # Fewer words than a shingle: the whole text is one shingle, so equal short texts match.
     signatures = minhash_signatures(["TP53 binds", "tp53 binds", "BRCA1 binds"], shingle_size=5, num_perm=32)
@@ -117,3 +125,21 @@ def test_step_finds_the_demo_corpus_duplicates(demo_papers: list) -> None:
     repeated = len(texts) - len(set(texts.values()))
     assert output.dropped["exact_duplicate"] == repeated > 0
     assert output.dropped.get("near_duplicate", 0) > 0  # the generator writes edited copies too
+
+
+def test_the_result_is_the_same_in_any_process_for_a_seed() -> None:
+    """Python salts str and bytes hashes per process; the duplicates found must not depend on it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    base = [words(200, seed=s) for s in range(6)]
+    texts = [" ".join(b) for b in base] + [" ".join(b[:150] + ["edited"] + b[151:]) for b in base[:3]]
+    planted = [[len(base) + i, i, "near"] for i in range(3)]  # each edited copy repeats its original
+    script = ("import json, sys; from forge.data.dedup import find_duplicates; "
+              "print(json.dumps([[d.index, d.of, d.kind] for d in find_duplicates(json.load(sys.stdin), seed=5)]))")
+    runs = [subprocess.run([sys.executable, "-c", script], input=json.dumps(texts), capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": salt}).stdout for salt in ("1", "2")]
+    here = [[d.index, d.of, d.kind] for d in find_duplicates(texts, seed=5)]
+    assert json.loads(runs[0]) == json.loads(runs[1]) == here == planted

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 torch = pytest.importorskip("torch")
-from gpu_texts import SHAPE, texts  # noqa: E402
+from gpu_runs import small_setup  # noqa: E402
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -56,13 +56,11 @@ def qlora_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("bitsandbytes")
     from peft import LoraConfig, get_peft_model
 
-    from forge.model.tiny import tiny_llama
     from forge.recipe.validate import resolve
 
     root = tmp_path_factory.mktemp("qlora-export")
-    model_dir = tiny_llama(SHAPE, texts(400, 0, longest=120), root=root / "cache")
-    papers = root / "texts.json"
-    papers.write_text(json.dumps(texts(20, 1, longest=60)))
+    built = small_setup(root, 20, longest=60, model_longest=120)
+    model_dir, papers = built["model"], built["papers"]
     recipe = root / "recipe.yaml"
     recipe.write_text(RECIPE.format(out=root / "runs", papers=papers, model=model_dir))
     run_dir = root / "runs" / "qlora-export"

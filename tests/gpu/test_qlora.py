@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 torch = pytest.importorskip("torch")
-from gpu_texts import SHAPE, Bundle, texts  # noqa: E402
+from gpu_runs import small_setup  # noqa: E402
+from gpu_texts import Bundle  # noqa: E402
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 RECIPE = """\
@@ -45,13 +46,7 @@ evaluation: {{enabled: false}}
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("bitsandbytes")
-    from forge.model.tiny import tiny_llama
-
-    root = tmp_path_factory.mktemp("qlora")
-    model = tiny_llama(SHAPE, texts(400, 0, longest=120), root=root / "cache")
-    papers = root / "texts.json"
-    papers.write_text(json.dumps(texts(120, 1, longest=120)))
-    return {"root": root, "model": model, "papers": papers}
+    return small_setup(tmp_path_factory.mktemp("qlora"), 120, longest=120, model_longest=120)
 
 
 def run(setup: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, callbacks: list[Any] | None = None,

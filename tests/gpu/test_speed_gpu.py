@@ -8,76 +8,32 @@ Self-contained (model, tokenizer and texts built in a temporary folder); skipped
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 torch = pytest.importorskip("torch")
-from gpu_texts import SHAPE, Bundle, texts  # noqa: E402
+from gpu_runs import close, losses, run, six_qlora_steps, small_setup  # noqa: E402
+from gpu_texts import SHAPE  # noqa: E402
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 OFF = ["training.speed.liger_kernels=false", "training.speed.fused_lora=false", "training.speed.padding_free=false",
        "training.speed.activation_offload=false", "training.speed.compile=off"]
 EAGER = "training.speed.compile=off"  # 8 x 512 tokens: auto would compile (in place of Liger)
-RECIPE = """\
-run: {{name: {name}, output_dir: {out}, seed: 3}}
-data: {{sources: [{{path: {papers}}}], split: {{validation: 0.0, test: 0.0}}}}
-preprocess: []
-model: {{name_or_path: {model}, dtype: bfloat16}}
-quantization: {{mode: 4bit, quant_type: nf4, double_quant: true, compute_dtype: bfloat16}}
-lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear}}
-optimizer: {{name: adamw_torch, lr: 1.0e-3, warmup_ratio: 0.0, scheduler: constant}}
-training:
-  max_steps: 6
-  micro_batch_size: 8
-  max_seq_length: 512
+RECIPE = six_qlora_steps("""\
   gradient_checkpointing: true
   memory: "off"  # every layer checkpointed: the switches are compared under checkpointing (test_memory_gpu.py: the plan)
   mixed_precision: bf16
   logging_steps: 1
   save_steps: 100
-tracking: {{enabled: false}}
-evaluation: {{enabled: false}}
-"""
+""")
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("bitsandbytes")
     pytest.importorskip("liger_kernel")
-    from forge.model.tiny import tiny_llama
-
-    root = tmp_path_factory.mktemp("speed")
-    papers = root / "texts.json"
-    papers.write_text(json.dumps(texts(48, 1, longest=400)))
-    return {"root": root, "model": tiny_llama(SHAPE, texts(400, 0, longest=400), root=root / "cache"), "papers": papers}
-
-
-def run(setup: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, *overrides: str) -> dict[str, Any]:
-    import forge.train.run
-    from forge.plan import compile_plan
-    from forge.recipe.validate import resolve
-
-    recipe = setup["root"] / f"{name}.yaml"
-    recipe.write_text(RECIPE.format(name=name, out=setup["root"] / "runs", papers=setup["papers"], model=setup["model"]))
-    monkeypatch.setattr(forge.train.run, "load_data", lambda r, tokenizer=None, progress=True: Bundle(
-        r.data.sources[0].path))
-    resolved = resolve(recipe, list(overrides))
-    torch.cuda.reset_peak_memory_stats()
-    summary = forge.train.run.run_recipe(resolved, compile_plan(resolved.recipe), progress=False)
-    assert summary["status"] == "completed", summary.get("error")
-    return summary
-
-
-def losses(summary: dict[str, Any]) -> list[float]:
-    lines = (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()
-    return [r["loss"] for r in map(json.loads, lines) if r.get("kind") == "train"]
-
-
-def close(a: list[float], b: list[float], rel: float) -> bool:
-    return len(a) == len(b) == 6 and all(abs(x - y) <= rel * abs(y) for x, y in zip(a, b))
+    return small_setup(tmp_path_factory.mktemp("speed"), 48, longest=400, model_longest=400, recipe=RECIPE)
 
 
 def test_every_switch_on_trains_like_every_switch_off(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
