@@ -13,7 +13,8 @@ from forge.plan import compile_plan
 from forge.recipe.validate import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
-# Plan.to_dict() of these recipes as written by Forge before the sections were records (plain dicts)
+# Plan.to_dict() of these recipes as written by Forge before the sections were records (plain dicts); the
+# estimate's memory text since training.memory holds 4-bit weights dequantized
 RECORDED = ROOT / "tests" / "recipe" / "data" / "plans"
 CASES = {"quickstart": ("quickstart.yaml", []),
          "genomics_qlora": ("genomics_qlora.yaml", []),
