@@ -114,19 +114,21 @@ def test_evaluation_results_land_on_the_training_run(served_run: dict[str, Any],
 
 
 class KillServer(TrainerCallback):
-    """Kills the server after step 2 is logged and starts it again in the background; at step 6 training
-    waits for it to be back, so the later steps find it answering."""
+    """Kills the server after step 2 is logged and starts it again at step 7 (waiting until it answers), so that
+    the logs of steps 3 to 6 meet no server however fast it restarts, and the later steps find it answering."""
 
     def __init__(self, server: MlflowServer) -> None:
         self.server = server
+        self.killed = False
         self.restart: threading.Thread | None = None
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if state.global_step == 2 and self.restart is None and "loss" in (logs or {}):
+        if state.global_step == 2 and not self.killed and "loss" in (logs or {}):
             self.server.kill()
+            self.killed = True
+        if state.global_step == 7 and self.killed and self.restart is None:
             self.restart = threading.Thread(target=self.server.start)
             self.restart.start()
-        if state.global_step == 6 and self.restart is not None:
             self.restart.join()
 
 
