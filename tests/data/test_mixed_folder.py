@@ -35,17 +35,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return papers
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, demo_bpe_tokenizer) -> Path:
-    """The tokenizer and config the preview reads (no weights: the preview loads no model)."""
-    model = tmp_path_factory.mktemp("model")
-    demo_bpe_tokenizer.save_pretrained(model)
-    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": len(demo_bpe_tokenizer),
-              "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
-    (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    return model
-
-
 def test_preview_reads_every_format_and_names_what_it_did_not(folder: Path, model_dir: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     args = ["data", "preview", str(ROOT / "recipes" / "quickstart.yaml"), f"data.sources=[{{path: {folder}}}]",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -29,3 +29,14 @@ def new_store(store_template: Path) -> Callable[[Path], Path]:
         return folder
 
     return make
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["MlflowServer"]:
+    """A real `mlflow server` on a free local port for the module's tests, killed after them."""
+    from track_support import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from transformers import TrainerCallback
@@ -15,14 +15,6 @@ from forge.track.mlflow_log import flatten, start_tracking
 from track_support import MlflowServer, child_recipe, train
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(scope="module")

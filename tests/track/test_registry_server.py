@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -14,14 +14,6 @@ from forge.cli import main
 from track_support import MlflowServer, child_recipe, train
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("registry-server"))
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(scope="module")
