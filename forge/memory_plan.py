@@ -157,8 +157,9 @@ def _fastest_for(shape: Shape, sizes: Sizes, budget: float, seq: int, micro: int
     layers, tokens = shape.layers, micro * seq
     for c in range(0, layers + 1) if may_checkpoint else [0]:
         for m in ([c] if must_offload else range(0, c + 1) if may_offload else [0]):
-            if peak_bytes(sizes, layers, c, m, tokens) <= budget:
-                dense = _dense_layers(sizes, budget - peak_bytes(sizes, layers, c, m, tokens), layers) if c == 0 else 0
+            peak = peak_bytes(sizes, layers, c, m, tokens)
+            if peak <= budget:
+                dense = _dense_layers(sizes, budget - peak, layers) if c == 0 else 0
                 return _choice(shape, sizes, seq, micro, c, m, lora_r, lora_targets, peak_flops, dense)
     return None
 

@@ -119,7 +119,7 @@ def plan_after_load(recipe: Recipe, model: Any, speed: Any, notes: list[str]) ->
     from forge.train.speed import dense_layer_bytes
 
     sizes = activation_sizes(shape, base=base, liger=speed.liger_kernels, fused_lora=speed.fused_lora,
-                             dense_layer=dense_layer_bytes(model) if speed.fused_lora else 0.0)
+                             dense_layer=dense_layer_bytes(model))  # 0 without fused 4-bit layers
     device = torch.cuda.get_device_name()
     choice = choose(shape, sizes, budget, micro_batches=_options(recipe), may_checkpoint=t.gradient_checkpointing,
                     may_offload=speed.activation_offload, must_offload=t.speed.activation_offload is True,

@@ -312,8 +312,8 @@ def _lora_function() -> Any:
 
         The rank-r product goes first and the large one adds into it: a product with K = r is a memory-bound
         pass over the whole output, and written first it is one write; the large product then reads it in its
-        epilogue, hidden under its own arithmetic (the other order costs a read and a write of the output after
-        the large product: 7 % of a 7B step on an H200, 2026-12-04)."""
+        epilogue, hidden under its own arithmetic (7B step on an H200, 2026-12-04: the rank-16 products took
+        69 of 930 ms of kernels in the other order, where each read and wrote the output again; 27 ms in this one)."""
 
         @staticmethod
         def forward(ctx: Any, x: Any, weight: Any, absmax: Any, absmax2: Any, code2: Any, offset: Any, layout: Any,
